@@ -1,0 +1,296 @@
+"""The gpt-oss network in plain PyTorch.
+
+References:
+- the openai/gpt-oss reference implementation (gpt_oss/torch/model.py): architecture, sinks, SwiGLU variant
+- YaRN, https://arxiv.org/abs/2309.00071: the RoPE scaling used for the 131072-token context
+- gpt-fast (pytorch-labs): a model in a few hundred lines, KVCache.update(...) as the only cache contract
+
+Module and parameter names follow the Hugging Face layout (`model.layers.N.self_attn.q_proj`, ...), so
+loading a checkpoint is a name-for-name copy and LoRA targets carry the names users know.
+
+The forward pass works on *packed* tokens: the tokens of several sequences laid end to end (T in the
+shape comments), each sequence a segment with its own positions and its own KV cache. Per-token work
+(projections, router, experts, unembedding) runs on all T tokens at once; attention runs per segment.
+That is what continuous batching needs: sequences of different lengths, prefills and decodes, in one step.
+
+Shape legend: T packed tokens, D hidden, H query heads, G kv heads, d head dim, E experts, k active
+experts per token, I expert intermediate size, V vocabulary, S keys visible to a segment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ossgate.model import mxfp4
+from ossgate.model.config import ModelConfig
+
+
+class KVCache(Protocol):
+    """Per-sequence cache. `update` stores this step's keys/values and returns everything the step may see."""
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """k, v (L, G, d) at `positions` (L,) -> keys (S, G, d), values (S, G, d), their positions (S,)."""
+        ...
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, dtype=torch.float32))  # kept in fp32, as the reference
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (xf * self.weight.float()).to(x.dtype)
+
+
+def yarn_inv_freq(config: ModelConfig) -> torch.Tensor:
+    """YaRN NTK-by-parts: high frequencies keep their rotation, low ones are interpolated by `factor`."""
+    d, base = config.head_dim, config.rope_theta
+    freq = base ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
+
+    def correction_dim(rotations: float) -> float:
+        return d * math.log(config.rope_original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low = max(correction_dim(config.rope_beta_fast), 0.0)
+    high = min(correction_dim(config.rope_beta_slow), d - 1.0)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(d // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    extrapolate = 1 - ramp  # 1 where the dimension keeps its original frequency
+    return (1 / (config.rope_factor * freq)) * (1 - extrapolate) + (1 / freq) * extrapolate
+
+
+class Rotary(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.register_buffer("inv_freq", yarn_inv_freq(config), persistent=False)
+        self.concentration = config.rope_concentration
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions (T,) -> cos, sin (T, d/2), scaled by YaRN's attention concentration."""
+        angles = positions.float()[:, None] * self.inv_freq[None, :]
+        return angles.cos() * self.concentration, angles.sin() * self.concentration
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (T, heads, d): NeoX half-split rotation (first half paired with second half)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+
+
+def sdpa_with_sinks(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sinks: torch.Tensor,
+    q_pos: torch.Tensor,
+    k_pos: torch.Tensor,
+    window: int | None,
+) -> torch.Tensor:
+    """Causal attention where each head also attends to a learned "sink" logit with a zero value.
+
+    q (L, H, d), k and v (S, G, d), positions of queries (L,) and keys (S,; -1 = empty slot).
+    The sink lets a head put weight nowhere, which is what makes banded (sliding) attention work.
+    """
+    L, H, d = q.shape
+    G = k.shape[1]
+    q = q.view(L, G, H // G, d)  # (L, G, H/G, d): query heads grouped by the kv head they share
+    scores = torch.einsum("lgrd,sgd->grls", q.float(), k.float()) / math.sqrt(d)  # (G, H/G, L, S)
+    visible = (k_pos[None, :] <= q_pos[:, None]) & (k_pos[None, :] >= 0)  # (L, S)
+    if window:
+        visible &= q_pos[:, None] - k_pos[None, :] < window
+    scores = scores.masked_fill(~visible, float("-inf"))
+    sink = sinks.float().view(G, H // G, 1, 1).expand(G, H // G, L, 1)
+    probs = torch.softmax(torch.cat((scores, sink), dim=-1), dim=-1)[..., :-1]  # drop the sink column
+    out = torch.einsum("grls,sgd->lgrd", probs, v.float())
+    return out.reshape(L, H * d).to(v.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.n_heads, self.n_kv, self.d = config.num_attention_heads, config.num_key_value_heads, config.head_dim
+        self.window = config.sliding_window if config.is_sliding(layer) else None
+        D = config.hidden_size
+        self.q_proj = nn.Linear(D, self.n_heads * self.d)
+        self.k_proj = nn.Linear(D, self.n_kv * self.d)
+        self.v_proj = nn.Linear(D, self.n_kv * self.d)
+        self.o_proj = nn.Linear(self.n_heads * self.d, D)
+        self.sinks = nn.Parameter(torch.zeros(self.n_heads))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        positions: torch.Tensor,
+        seq_lens: Sequence[int],
+        caches: Sequence[KVCache] | None,
+    ) -> torch.Tensor:
+        T = x.shape[0]
+        q = apply_rotary(self.q_proj(x).view(T, self.n_heads, self.d), *rope)  # (T, H, d)
+        k = apply_rotary(self.k_proj(x).view(T, self.n_kv, self.d), *rope)  # (T, G, d)
+        v = self.v_proj(x).view(T, self.n_kv, self.d)  # (T, G, d)
+        outs, start = [], 0
+        for i, n in enumerate(seq_lens):
+            sl = slice(start, start + n)
+            start += n
+            if caches is None:
+                keys, values, k_pos = k[sl], v[sl], positions[sl]
+            else:
+                keys, values, k_pos = caches[i].update(self.layer, k[sl], v[sl], positions[sl])
+            outs.append(sdpa_with_sinks(q[sl], keys, values, self.sinks, positions[sl], k_pos, self.window))
+        return self.o_proj(torch.cat(outs) if len(outs) > 1 else outs[0])
+
+
+def swiglu(gate_up: torch.Tensor, alpha: float, limit: float) -> torch.Tensor:
+    """gpt-oss's SwiGLU: gate/up interleaved (even columns gate, odd up), clamped, `up + 1`."""
+    gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+    gate = gate.clamp(max=limit)
+    up = up.clamp(-limit, limit)
+    return gate * torch.sigmoid(alpha * gate) * (up + 1)
+
+
+class Experts(nn.Module):
+    """E expert MLPs. Weights are either MXFP4-packed buffers (as published) or dense parameters.
+
+    Packed weights are never dequantized wholesale: only the experts a step routes to are expanded,
+    one at a time, so memory stays at the packed size (4.25 bits a weight).
+    """
+
+    def __init__(self, config: ModelConfig, quantized: bool | None = None) -> None:
+        super().__init__()
+        E, D, I = config.num_local_experts, config.hidden_size, config.intermediate_size
+        self.alpha, self.limit = config.swiglu_alpha, config.swiglu_limit
+        self.quantized = config.quantized if quantized is None else quantized
+        if self.quantized:
+            self.register_buffer("gate_up_proj_blocks", torch.zeros(E, 2 * I, D // 32, 16, dtype=torch.uint8))
+            self.register_buffer("gate_up_proj_scales", torch.zeros(E, 2 * I, D // 32, dtype=torch.uint8))
+            self.register_buffer("down_proj_blocks", torch.zeros(E, D, I // 32, 16, dtype=torch.uint8))
+            self.register_buffer("down_proj_scales", torch.zeros(E, D, I // 32, dtype=torch.uint8))
+        else:
+            # Hugging Face's dense orientation: (E, in, out), so x @ W
+            self.gate_up_proj = nn.Parameter(torch.zeros(E, D, 2 * I))
+            self.down_proj = nn.Parameter(torch.zeros(E, I, D))
+        self.gate_up_proj_bias = nn.Parameter(torch.zeros(E, 2 * I))
+        self.down_proj_bias = nn.Parameter(torch.zeros(E, D))
+
+    def weights(self, e: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert e's weights as (D, 2I) and (I, D) in `dtype`."""
+        if self.quantized:
+            w1 = mxfp4.dequantize(self.gate_up_proj_blocks[e], self.gate_up_proj_scales[e], dtype)  # (2I, D)
+            w2 = mxfp4.dequantize(self.down_proj_blocks[e], self.down_proj_scales[e], dtype)  # (D, I)
+            return w1.t(), w2.t()
+        return self.gate_up_proj[e].to(dtype), self.down_proj[e].to(dtype)
+
+    def forward(self, x: torch.Tensor, expert_idx: torch.Tensor, expert_w: torch.Tensor) -> torch.Tensor:
+        """x (T, D), expert_idx and expert_w (T, k) -> (T, D): tokens grouped by expert, one matmul each."""
+        out = torch.zeros_like(x, dtype=torch.float32)
+        flat = expert_idx.flatten()  # (T*k,)
+        order = flat.argsort()
+        counts = torch.bincount(flat, minlength=self.gate_up_proj_bias.shape[0])
+        token_of = order // expert_idx.shape[1]
+        weight_of = expert_w.flatten()[order]
+        start = 0
+        for e, n in enumerate(counts.tolist()):
+            if n == 0:
+                continue
+            tok = token_of[start : start + n]
+            w1, w2 = self.weights(e, x.dtype)
+            h = swiglu(x[tok] @ w1 + self.gate_up_proj_bias[e].to(x.dtype), self.alpha, self.limit)  # (n, I)
+            y = h @ w2 + self.down_proj_bias[e].to(x.dtype)  # (n, D)
+            out.index_add_(0, tok, y.float() * weight_of[start : start + n, None].float())
+            start += n
+        return out.to(x.dtype)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.router = nn.Linear(config.hidden_size, config.num_local_experts)
+        self.experts = Experts(config)
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (T, D) -> chosen experts (T, k) and their weights (T, k): top-k by logit, softmax over those k."""
+        logits = self.router(x)  # (T, E)
+        top, idx = torch.topk(logits, self.top_k, dim=-1, sorted=True)
+        return idx, torch.softmax(top.float(), dim=-1).to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idx, w = self.route(x)
+        return self.experts(x, idx, w)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, layer)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope, positions, seq_lens, caches):
+        x = x + self.self_attn(self.input_layernorm(x), rope, positions, seq_lens, caches)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Backbone(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.rotary = Rotary(config)
+
+
+class Transformer(nn.Module):
+    """gpt-oss causal LM. `forward` takes packed tokens and returns hidden states; `logits` unembeds."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = Backbone(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        seq_lens: Sequence[int] | None = None,
+        caches: Sequence[KVCache] | None = None,
+    ) -> torch.Tensor:
+        """tokens, positions (T,) packed; `seq_lens` splits them into sequences -> hidden (T, D).
+
+        Without caches each sequence attends only to its own tokens here (training, scoring);
+        with caches it also sees what its cache holds.
+        """
+        seq_lens = list(seq_lens) if seq_lens is not None else [tokens.shape[0]]
+        assert sum(seq_lens) == tokens.shape[0], f"seq_lens sum to {sum(seq_lens)}, but {tokens.shape[0]} tokens given"
+        x = self.model.embed_tokens(tokens)  # (T, D)
+        rope = self.model.rotary(positions)
+        for layer in self.model.layers:
+            x = layer(x, rope, positions, seq_lens, caches)
+        return self.model.norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)  # (T, V)
