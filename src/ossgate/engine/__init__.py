@@ -1,0 +1,1 @@
+"""The native gpt-oss engine: requests, KV cache, continuous-batching scheduler, sampling, async front."""
