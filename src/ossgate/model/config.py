@@ -66,7 +66,9 @@ class ModelConfig:
         rope = raw.get("rope_scaling") or raw.get("rope_parameters") or {}
         quant = raw.get("quantization_config") or {}
         if quant and quant.get("quant_method") != "mxfp4":
-            raise CheckpointError(f"{source}: quantization method {quant.get('quant_method')!r} is not supported (mxfp4 only)")
+            raise CheckpointError(
+                f"{source}: quantization method {quant.get('quant_method')!r} is not supported (mxfp4 only)"
+            )
         return cls(
             num_hidden_layers=raw["num_hidden_layers"],
             num_local_experts=raw["num_local_experts"],
@@ -83,7 +85,9 @@ class ModelConfig:
             rope_factor=float(rope.get("factor", 32.0)),
             rope_beta_fast=float(rope.get("beta_fast", 32.0)),
             rope_beta_slow=float(rope.get("beta_slow", 1.0)),
-            rope_original_max_position=int(rope.get("original_max_position_embeddings", raw.get("initial_context_length", 4096))),
+            rope_original_max_position=int(
+                rope.get("original_max_position_embeddings", raw.get("initial_context_length", 4096))
+            ),
             rms_norm_eps=float(raw.get("rms_norm_eps", 1e-5)),
             swiglu_limit=float(raw.get("swiglu_limit", 7.0)),
             layer_types=list(raw.get("layer_types") or []),
@@ -136,7 +140,10 @@ class ModelConfig:
         if self.quantized:
             out["quantization_config"] = {
                 "modules_to_not_convert": [
-                    "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head",
+                    "model.layers.*.self_attn",
+                    "model.layers.*.mlp.router",
+                    "model.embed_tokens",
+                    "lm_head",
                 ],  # fmt: skip
                 "quant_method": "mxfp4",
             }
@@ -217,8 +224,15 @@ SHAPES: dict[str, dict] = {
     "20b": dict(num_hidden_layers=24, num_local_experts=32),
     "120b": dict(num_hidden_layers=36, num_local_experts=128),
     "tiny": dict(
-        num_hidden_layers=4, num_local_experts=8, num_experts_per_tok=2, hidden_size=64, intermediate_size=64,
-        head_dim=16, num_attention_heads=4, num_key_value_heads=2, sliding_window=8,
+        num_hidden_layers=4,
+        num_local_experts=8,
+        num_experts_per_tok=2,
+        hidden_size=64,
+        intermediate_size=64,
+        head_dim=16,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=8,
     ),
 }
 

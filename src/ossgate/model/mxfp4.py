@@ -41,7 +41,9 @@ def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"input dimension {k} is not a multiple of the MXFP4 block size {BLOCK}")
     w = weight.float().reshape(*lead, k // BLOCK, BLOCK)
     amax = w.abs().amax(dim=-1)
-    exponent = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp_min(2.0**-126))) - 2, torch.full_like(amax, -127.0))
+    exponent = torch.where(
+        amax > 0, torch.floor(torch.log2(amax.clamp_min(2.0**-126))) - 2, torch.full_like(amax, -127.0)
+    )
     exponent = exponent.clamp(-SCALE_BIAS, 127)
     scaled = w / torch.pow(2.0, exponent).unsqueeze(-1)
     table = lut(torch.float32, weight.device)[:8]

@@ -16,6 +16,7 @@ import torch
 from rich.progress import Progress
 from safetensors.torch import save_file
 
+from ossgate.errors import CheckpointError
 from ossgate.model import mxfp4
 from ossgate.model.checkpoint import expected_tensors, hf_to_original, locate, read_state_dict
 from ossgate.model.config import ModelConfig
@@ -46,7 +47,9 @@ def random_state(config: ModelConfig, seed: int) -> Iterator[tuple[str, torch.Te
         yield name, _random_tensor(name, spec.shape, config, gen)
 
 
-def write_hf(config: ModelConfig, tensors: Iterator[tuple[str, torch.Tensor]], out: Path, total: int | None = None) -> None:
+def write_hf(
+    config: ModelConfig, tensors: Iterator[tuple[str, torch.Tensor]], out: Path, total: int | None = None
+) -> None:
     """Write tensors as `model-0000N-of-0000M.safetensors` shards + index + config.json (+ tokenizer)."""
     out.mkdir(parents=True, exist_ok=True)
     shards: list[dict[str, torch.Tensor]] = [{}]
@@ -110,7 +113,7 @@ def quantize_checkpoint(src: Path, out: Path) -> None:
         for name, t in tensors.items():
             if name.endswith("mlp.experts.gate_up_proj") or name.endswith("mlp.experts.down_proj"):
                 blocks, scales = mxfp4.quantize(t.float().transpose(1, 2))  # (E, out, in): blocks run along `in`
-                yield name + "_blocks", blocks.view(*blocks.shape[:-1], blocks.shape[-1] // 16, 16)
+                yield name + "_blocks", blocks
                 yield name + "_scales", scales
             else:
                 yield name, t
@@ -123,10 +126,14 @@ def to_original(src: Path, out: Path) -> None:
     """Write a checkpoint in openai/gpt-oss's original layout (`original/config.json`, `original/model.safetensors`)."""
     files = locate(src)
     if not files.config.quantized:
-        raise ValueError("the original layout stores MXFP4 experts; quantize the checkpoint first")
+        raise CheckpointError(
+            f"{src}: the original layout stores MXFP4 experts; run `ossgate checkpoint quantize` first"
+        )
     tensors = hf_to_original(files.config, read_state_dict(files))
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()}, str(out / "model.safetensors"), metadata={"format": "pt"}
+    )
     (out / "config.json").write_text(json.dumps(files.config.to_original_dict(), indent=2))
     for extra in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (files.root / extra).exists():

@@ -1,0 +1,3 @@
+from ossgate.cli import main
+
+main()
