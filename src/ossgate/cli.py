@@ -13,10 +13,12 @@ from typing import Annotated
 import typer
 
 from ossgate.errors import OssgateError
+from ossgate.observe import cli as observe_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted platform for gpt-oss models.")
 checkpoint_app = typer.Typer(no_args_is_help=True, help="Create, convert and inspect gpt-oss checkpoints.")
 app.add_typer(checkpoint_app, name="checkpoint")
+app.add_typer(observe_cli.app, name="traces")
 
 DTYPES = {"bfloat16": "bfloat16", "float32": "float32"}
 
