@@ -14,11 +14,13 @@ import typer
 
 from ossgate.errors import OssgateError
 from ossgate.observe import cli as observe_cli
+from ossgate.rag import cli as rag_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted platform for gpt-oss models.")
 checkpoint_app = typer.Typer(no_args_is_help=True, help="Create, convert and inspect gpt-oss checkpoints.")
 app.add_typer(checkpoint_app, name="checkpoint")
 app.add_typer(observe_cli.app, name="traces")
+app.add_typer(rag_cli.app)  # ingest, docs, search, ask
 
 DTYPES = {"bfloat16": "bfloat16", "float32": "float32"}
 
@@ -53,43 +55,33 @@ def generate(
     import torch
 
     from ossgate import harmony
-    from ossgate.engine.generate import stream
+    from ossgate.engine.generate import chat
     from ossgate.engine.sampling import SamplingParams
     from ossgate.model.checkpoint import load_model
 
     if dtype not in DTYPES:
         raise OssgateError(f"--dtype must be bfloat16 or float32, got {dtype!r}")
     messages = ([harmony.ChatMessage("system", system)] if system else []) + [harmony.ChatMessage("user", prompt)]
-    prompt_ids = harmony.render_prompt(messages, effort=reasoning_effort)  # validates the effort before loading
-    path = model or default_model_path()
-    net = load_model(path, dtype=getattr(torch, dtype), device=device, show_progress=not as_json)
-    params = SamplingParams(
-        max_tokens=max_tokens, temperature=temperature, seed=seed, stop_token_ids=harmony.stop_token_ids()
-    )
-    parser = harmony.StreamParser()
-    completion_ids: list[int] = []
-    finish_reason, channel = None, None
-    try:
-        for event in stream(net, prompt_ids, params):
-            completion_ids.append(event.token)
-            finish_reason = event.finish_reason or finish_reason
-            delta = parser.feed(event.token)
-            if delta and not as_json:
-                if delta.channel != channel:
-                    channel = delta.channel
-                    typer.secho(f"\n[{channel}]", fg="cyan" if channel == "analysis" else "green")
-                typer.echo(delta.text, nl=False)
-        completion = parser.finish()
-    except harmony.MalformedHarmony:
-        # real models sometimes break the format: show what was produced rather than failing
-        completion = harmony.Completion(final=harmony.decode(completion_ids))
-        finish_reason = "malformed_harmony"
+    harmony.render_prompt(messages, effort=reasoning_effort)  # a bad effort fails before the model loads
+    net = load_model(model or default_model_path(), dtype=getattr(torch, dtype), device=device, show_progress=not as_json)
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    channel = None
+
+    def show(delta: harmony.Delta) -> None:
+        nonlocal channel
+        if delta.channel != channel:
+            channel = delta.channel
+            typer.secho(f"\n[{channel}]", fg="cyan" if channel == "analysis" else "green")
+        typer.echo(delta.text, nl=False)
+
+    result = chat(net, messages, params, effort=reasoning_effort, on_delta=None if as_json else show)
+    completion, finish_reason = result.completion, result.finish_reason
     if as_json:
         print(
             json.dumps(
                 {
-                    "prompt_token_ids": prompt_ids,
-                    "completion_token_ids": completion_ids,
+                    "prompt_token_ids": result.prompt_ids,
+                    "completion_token_ids": result.completion_ids,
                     "analysis": completion.analysis,
                     "final": completion.final,
                     "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in completion.tool_calls],
@@ -101,7 +93,7 @@ def generate(
         if finish_reason == "malformed_harmony":
             typer.secho("[raw output, not valid harmony]", fg="yellow")
             typer.echo(completion.final)
-        typer.echo(f"\n\n(finish_reason: {finish_reason}, {len(completion_ids)} tokens)")
+        typer.echo(f"\n\n(finish_reason: {finish_reason}, {len(result.completion_ids)} tokens)")
 
 
 @checkpoint_app.command("new")

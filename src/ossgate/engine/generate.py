@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from ossgate import harmony
 
 from ossgate.engine.core import EngineConfig, EngineCore
 from ossgate.engine.request import Request, TokenEvent
 from ossgate.engine.sampling import SamplingParams
+from ossgate.harmony import ChatMessage, Completion, Delta, Tool
 from ossgate.model.transformer import Transformer
 
 _ids = itertools.count()
@@ -51,3 +55,45 @@ def generate_batch(
     while core.has_work:
         core.step()
     return [r.output for r in requests]
+
+
+@dataclass
+class ChatResult:
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    completion: Completion
+    finish_reason: str | None  # stop | length | malformed_harmony
+
+
+def chat(
+    model: Transformer,
+    messages: list[ChatMessage],
+    params: SamplingParams,
+    *,
+    effort: str = "medium",
+    tools: Sequence[Tool] = (),
+    on_delta: Callable[[Delta], None] | None = None,
+) -> ChatResult:
+    """One harmony conversation turn, parsed as it streams (`on_delta` sees each piece of text).
+
+    Output that breaks the harmony grammar (real models do it) is returned as raw final text with
+    finish_reason "malformed_harmony" rather than raised.
+    """
+    prompt_ids = harmony.render_prompt(messages, effort=effort, tools=tools)
+    if not params.stop_token_ids:
+        params.stop_token_ids = harmony.stop_token_ids()
+    parser = harmony.StreamParser()
+    completion_ids: list[int] = []
+    finish_reason = None
+    try:
+        for event in stream(model, prompt_ids, params):
+            completion_ids.append(event.token)
+            finish_reason = event.finish_reason or finish_reason
+            delta = parser.feed(event.token)
+            if delta is not None and on_delta is not None:
+                on_delta(delta)
+        completion = parser.finish()
+    except harmony.MalformedHarmony:
+        completion = Completion(final=harmony.decode(completion_ids))
+        finish_reason = "malformed_harmony"
+    return ChatResult(prompt_ids, completion_ids, completion, finish_reason)
