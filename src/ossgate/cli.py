@@ -63,7 +63,9 @@ def generate(
         raise OssgateError(f"--dtype must be bfloat16 or float32, got {dtype!r}")
     messages = ([harmony.ChatMessage("system", system)] if system else []) + [harmony.ChatMessage("user", prompt)]
     harmony.render_prompt(messages, effort=reasoning_effort)  # a bad effort fails before the model loads
-    net = load_model(model or default_model_path(), dtype=getattr(torch, dtype), device=device, show_progress=not as_json)
+    net = load_model(
+        model or default_model_path(), dtype=getattr(torch, dtype), device=device, show_progress=not as_json
+    )
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
     channel = None
 

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ossgate import harmony
-
 from ossgate.engine.core import EngineConfig, EngineCore
 from ossgate.engine.request import Request, TokenEvent
 from ossgate.engine.sampling import SamplingParams
