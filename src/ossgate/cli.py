@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ossgate.engine import bench as engine_bench
 from ossgate.errors import OssgateError
 from ossgate.observe import cli as observe_cli
 from ossgate.rag import cli as rag_cli
@@ -21,6 +22,7 @@ checkpoint_app = typer.Typer(no_args_is_help=True, help="Create, convert and ins
 app.add_typer(checkpoint_app, name="checkpoint")
 app.add_typer(observe_cli.app, name="traces")
 app.add_typer(rag_cli.app)  # ingest, docs, search, ask
+app.add_typer(engine_bench.app, name="bench")
 
 DTYPES = {"bfloat16": "bfloat16", "float32": "float32"}
 

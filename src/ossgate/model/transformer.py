@@ -24,11 +24,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ossgate.model import mxfp4
 from ossgate.model.config import ModelConfig
+from ossgate.model.kernels import mxfp4_cpu
 
 
 class KVCache(Protocol):
@@ -165,8 +165,10 @@ def swiglu(gate_up: torch.Tensor, alpha: float, limit: float) -> torch.Tensor:
 class Experts(nn.Module):
     """E expert MLPs. Weights are either MXFP4-packed buffers (as published) or dense parameters.
 
-    Packed weights are never dequantized wholesale: only the experts a step routes to are expanded,
-    one at a time, so memory stays at the packed size (4.25 bits a weight).
+    Packed weights are never dequantized wholesale, so memory stays at the packed size (4.25 bits a
+    weight). On CPUs with AVX-512 BF16 (bf16 activations) the native kernels decode the routed experts
+    inside the dot products; elsewhere (CUDA, other CPUs, fp32) each routed expert is dequantized
+    for the step and multiplied with PyTorch.
     """
 
     def __init__(self, config: ModelConfig, quantized: bool | None = None) -> None:
@@ -189,10 +191,36 @@ class Experts(nn.Module):
     def weights(self, e: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert e's weights as (D, 2I) and (I, D) in `dtype`."""
         if self.quantized:
-            w1 = mxfp4.dequantize(self.gate_up_proj_blocks[e], self.gate_up_proj_scales[e], dtype)  # (2I, D)
-            w2 = mxfp4.dequantize(self.down_proj_blocks[e], self.down_proj_scales[e], dtype)  # (D, I)
+            if dtype == torch.bfloat16 and self.native():
+                w1 = mxfp4_cpu.dequantize(self.gate_up_proj_blocks[e], self.gate_up_proj_scales[e])  # (2I, D)
+                w2 = mxfp4_cpu.dequantize(self.down_proj_blocks[e], self.down_proj_scales[e])  # (D, I)
+            else:
+                w1 = mxfp4.dequantize(self.gate_up_proj_blocks[e], self.gate_up_proj_scales[e], dtype)  # (2I, D)
+                w2 = mxfp4.dequantize(self.down_proj_blocks[e], self.down_proj_scales[e], dtype)  # (D, I)
             return w1.t(), w2.t()
         return self.gate_up_proj[e].to(dtype), self.down_proj[e].to(dtype)
+
+    def native(self) -> bool:
+        """Whether the packed weights take the native CPU kernels (decided once per set of buffers)."""
+        if not self.quantized:
+            return False
+        key = (self.gate_up_proj_blocks.data_ptr(), self.gate_up_proj_blocks.device)
+        if getattr(self, "_native_key", None) != key:
+            self._native_key = key
+            up = mxfp4_cpu.supports(self.gate_up_proj_blocks, self.gate_up_proj_scales)
+            self._native = up and mxfp4_cpu.supports(self.down_proj_blocks, self.down_proj_scales)
+        return self._native
+
+    def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        """Expert e on its n tokens: x (n, D) -> (n, D)."""
+        if x.dtype == torch.bfloat16 and self.native():
+            # weights stay packed: decoded inside the dot products (few tokens) or once per step (many)
+            up = (self.gate_up_proj_blocks[e], self.gate_up_proj_scales[e], self.gate_up_proj_bias[e])
+            down = (self.down_proj_blocks[e], self.down_proj_scales[e], self.down_proj_bias[e])
+            return mxfp4_cpu.expert(x, up, down, self.alpha, self.limit)  # fp32
+        w1, w2 = self.weights(e, x.dtype)
+        h = swiglu(x @ w1 + self.gate_up_proj_bias[e].to(x.dtype), self.alpha, self.limit)  # (n, I)
+        return h @ w2 + self.down_proj_bias[e].to(x.dtype)
 
     def forward(self, x: torch.Tensor, expert_idx: torch.Tensor, expert_w: torch.Tensor) -> torch.Tensor:
         """x (T, D), expert_idx and expert_w (T, k) -> (T, D): tokens grouped by expert, one matmul each."""
@@ -201,16 +229,18 @@ class Experts(nn.Module):
         order = flat.argsort()
         counts = torch.bincount(flat, minlength=self.gate_up_proj_bias.shape[0])
         token_of = order // expert_idx.shape[1]
-        weight_of = expert_w.flatten()[order]
+        weight_of = expert_w.flatten()[order].float()
+        native = x.dtype == torch.bfloat16 and self.native()
         start = 0
         for e, n in enumerate(counts.tolist()):
             if n == 0:
                 continue
-            tok = token_of[start : start + n]
-            w1, w2 = self.weights(e, x.dtype)
-            h = swiglu(x[tok] @ w1 + self.gate_up_proj_bias[e].to(x.dtype), self.alpha, self.limit)  # (n, I)
-            y = h @ w2 + self.down_proj_bias[e].to(x.dtype)  # (n, D)
-            out.index_add_(0, tok, y.float() * weight_of[start : start + n, None].float())
+            tok, w = token_of[start : start + n], weight_of[start : start + n]
+            y = self.expert(e, x[tok])  # (n, D)
+            if native:
+                mxfp4_cpu.scatter_add(out, tok, y, w)
+            else:
+                out.index_add_(0, tok, y.float() * w[:, None])
             start += n
         return out.to(x.dtype)
 

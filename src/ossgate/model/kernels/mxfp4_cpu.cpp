@@ -1,0 +1,176 @@
+// MXFP4 expert kernels for x86 CPUs with AVX-512 BF16 (Sapphire Rapids and later, Zen 4/5).
+//
+// Weights stay packed as published: blocks (O, K/32, 16) bytes, two E2M1 codes a byte (low nibble
+// first), scales (O, K/32) E8M0 bytes. Two blocks (64 weights) are decoded at a time:
+//   - the 32 bytes widen to 32 16-bit lanes; low and high nibbles become two 32-lane index vectors,
+//     the second block's lanes offset by 16 so each block indexes its own half of a 32-entry table;
+//   - the table is E2M1 as bf16 with the block's scale added to the exponent field (an exact
+//     multiply by 2**(scale-127) while the result stays a normal bf16; the caller checks the range),
+//   - vpermw looks up 32 bf16 weights at once, and vdpbf16ps multiplies them with the activations
+//     (de-interleaved into even and odd positions once per call) into fp32 accumulators.
+// No weight is ever written back to memory on the fused path, so a decode step reads 4.25 bits a
+// weight: the step is bound by memory bandwidth, not by the decoding.
+//
+// Plain C ABI (loaded with ctypes): builds in a second with g++ and needs no PyTorch headers.
+// OpenMP resolves to the libgomp PyTorch already loaded, so both share one thread pool.
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <math.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+const uint16_t E2M1_BF16[16] = {0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
+                                0x8000, 0xBF00, 0xBF80, 0xBFC0, 0xC000, 0xC040, 0xC080, 0xC0C0};
+// table lanes that hold +-0 must not get a scale added: codes 0 and 8 in both halves
+const __mmask32 NONZERO = ~((1u << 0) | (1u << 8) | (1u << 16) | (1u << 24));
+
+struct Decoder {
+  __m512i base, sel_hi, low4;
+  Decoder() {
+    uint16_t t[32];
+    for (int i = 0; i < 32; ++i) t[i] = E2M1_BF16[i & 15];
+    base = _mm512_loadu_si512(t);
+    sel_hi = _mm512_mask_set1_epi16(_mm512_setzero_si512(), 0xFFFF0000u, 16);
+    low4 = _mm512_set1_epi16(0x0F);
+  }
+  // 32 bytes (two blocks) + their two scales -> weights at even (lo) and odd (hi) positions, bf16
+  inline void pair(const uint8_t* blk, const uint8_t* sc, __m512i& lo, __m512i& hi) const {
+    __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)blk));
+    __m512i ilo = _mm512_ternarylogic_epi32(v, low4, sel_hi, 0xEA);  // (v & 15) | sel_hi
+    __m512i ihi = _mm512_or_si512(_mm512_srli_epi16(v, 4), sel_hi);
+    __m512i delta = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)((sc[0] - 127) << 7)), 0xFFFF0000u,
+                                           (short)((sc[1] - 127) << 7));
+    __m512i tbl = _mm512_mask_add_epi16(base, NONZERO, base, delta);
+    lo = _mm512_permutexvar_epi16(ilo, tbl);
+    hi = _mm512_permutexvar_epi16(ihi, tbl);
+  }
+};
+
+inline float bf16_to_float(uint16_t b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+// R rows x NT tokens: acc over all pairs of the rows, then out[t, row] = sum + bias
+template <int R, int NT>
+inline void rows_kernel(const Decoder& dec, const uint8_t* blocks, const uint8_t* scales, int64_t row,
+                        int64_t G, int64_t O, const uint16_t* xe, const uint16_t* xo, int64_t K2,
+                        const uint16_t* bias, float* out) {
+  __m512 alo[R][NT], ahi[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) alo[r][t] = ahi[r][t] = _mm512_setzero_ps();
+  const int64_t P = G / 2;
+  for (int64_t p = 0; p < P; ++p) {
+    __m512i wlo[R], whi[R];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b = blocks + ((row + r) * G + 2 * p) * 16;
+      if (p + 4 < P) _mm_prefetch((const char*)(b + 4 * 32), _MM_HINT_T0);
+      dec.pair(b, scales + (row + r) * G + 2 * p, wlo[r], whi[r]);
+    }
+    for (int t = 0; t < NT; ++t) {
+      __m512bh xl = (__m512bh)_mm512_loadu_si512(xe + t * K2 + p * 32);
+      __m512bh xh = (__m512bh)_mm512_loadu_si512(xo + t * K2 + p * 32);
+      for (int r = 0; r < R; ++r) {
+        alo[r][t] = _mm512_dpbf16_ps(alo[r][t], (__m512bh)wlo[r], xl);
+        ahi[r][t] = _mm512_dpbf16_ps(ahi[r][t], (__m512bh)whi[r], xh);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float b = bias ? bf16_to_float(bias[row + r]) : 0.0f;
+    for (int t = 0; t < NT; ++t) out[t * O + row + r] = _mm512_reduce_add_ps(_mm512_add_ps(alo[r][t], ahi[r][t])) + b;
+  }
+}
+
+template <int NT>
+void chunk(const Decoder& dec, const uint8_t* blocks, const uint8_t* scales, int64_t O, int64_t G,
+           const uint16_t* xe, const uint16_t* xo, int64_t K2, const uint16_t* bias, float* out) {
+  // rows in pairs: two independent accumulator chains per token hide vdpbf16ps latency
+#pragma omp parallel for schedule(static)
+  for (int64_t pr = 0; pr < O / 2; ++pr)
+    rows_kernel<2, NT>(dec, blocks, scales, 2 * pr, G, O, xe, xo, K2, bias, out);
+  if (O % 2) rows_kernel<1, NT>(dec, blocks, scales, O - 1, G, O, xe, xo, K2, bias, out);
+}
+
+}  // namespace
+
+extern "C" {
+
+// out (n, O) fp32 = x (n, K) bf16 @ dequant(blocks, scales)^T + bias (O,) bf16 or null.  K % 64 == 0.
+void mxfp4_linear(const uint16_t* x, int64_t n, const uint8_t* blocks, const uint8_t* scales, int64_t O,
+                  int64_t K, const uint16_t* bias, float* out) {
+  static const Decoder dec;
+  const int64_t G = K / 32, K2 = K / 2;
+  std::vector<uint16_t> xe(n * K2), xo(n * K2);  // activations split into even and odd positions
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < K2; ++i) {
+      xe[t * K2 + i] = x[t * K + 2 * i];
+      xo[t * K2 + i] = x[t * K + 2 * i + 1];
+    }
+  constexpr int64_t NT = 4;  // tokens sharing one decode of the weights
+  for (int64_t t0 = 0; t0 < n; t0 += NT) {
+    const uint16_t *e = xe.data() + t0 * K2, *o = xo.data() + t0 * K2;
+    float* y = out + t0 * O;
+    switch (std::min(NT, n - t0)) {
+      case 1: chunk<1>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+      case 2: chunk<2>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+      case 3: chunk<3>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+      default: chunk<4>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+    }
+  }
+}
+
+// out (O, K) bf16 = dequant(blocks, scales), for steps where many tokens share an expert (then a
+// bf16 matmul, on AMX where present, beats decoding the weights again for every few tokens).
+void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t O, int64_t K, uint16_t* out) {
+  static const Decoder dec;
+  const int64_t G = K / 32;
+  uint16_t first[32], second[32];
+  for (int j = 0; j < 16; ++j) {
+    first[2 * j] = j, first[2 * j + 1] = 32 + j;  // block A: lo[j], hi[j] interleaved
+    second[2 * j] = 16 + j, second[2 * j + 1] = 48 + j;  // block B
+  }
+  const __m512i ia = _mm512_loadu_si512(first), ib = _mm512_loadu_si512(second);
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < O; ++row) {
+    for (int64_t p = 0; p < G / 2; ++p) {
+      __m512i lo, hi;
+      dec.pair(blocks + (row * G + 2 * p) * 16, scales + row * G + 2 * p, lo, hi);
+      uint16_t* dst = out + row * K + p * 64;
+      _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(lo, ia, hi));
+      _mm512_storeu_si512(dst + 32, _mm512_permutex2var_epi16(lo, ib, hi));
+    }
+  }
+}
+
+// out (n, I) bf16 = gpt-oss SwiGLU of h (n, 2I) fp32 (gate/up interleaved), computed in fp32.
+// Single-threaded on purpose: it is cheap, and a parallel region costs a scheduler time slice
+// whenever another process holds one of the cores.
+void swiglu_bf16(const float* h, int64_t n, int64_t I, float alpha, float limit, uint16_t* out) {
+  for (int64_t i = 0; i < n * I; ++i) {
+    float gate = std::min(h[2 * i], limit);
+    float up = std::min(std::max(h[2 * i + 1], -limit), limit);
+    float v = gate / (1.0f + expf(-alpha * gate)) * (up + 1.0f);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    out[i] = (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);  // round to nearest even
+  }
+}
+
+// out[tok[i], :] += w[i] * y[i, :] for the n rows one expert produced; out (T, D) fp32.
+void scatter_add_rows(float* out, int64_t D, const float* y, const int64_t* tok, const float* w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* o = out + tok[i] * D;
+    const float* r = y + i * D;
+    for (int64_t j = 0; j < D; ++j) o[j] += w[i] * r[j];
+  }
+}
+
+}  // extern "C"
