@@ -65,3 +65,12 @@ def test_dense_checkpoint_and_its_mxfp4_twin_give_close_logits(tmp_path):
     rel = ((a - b).norm() / a.norm()).item()
     print(f"\nrelative logit error of the MXFP4 twin: {rel:.4f}")
     assert 0 < rel < 0.1
+
+
+def test_written_tokenizer_json_matches_harmony(tiny_checkpoint):
+    from ossgate import harmony
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_checkpoint)
+    text = "Hello world! ¿Qué tal? 12345 naïve 東京 <|start|>user<|message|>hi<|end|>"
+    assert tokenizer.encode(text) == harmony.encoding().encode(text, allowed_special="all")
+    assert len(tokenizer) == 201088
