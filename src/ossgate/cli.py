@@ -16,6 +16,7 @@ from ossgate.engine import bench as engine_bench
 from ossgate.errors import OssgateError
 from ossgate.observe import cli as observe_cli
 from ossgate.rag import cli as rag_cli
+from ossgate.server.cli import keys_app, serve_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted platform for gpt-oss models.")
 checkpoint_app = typer.Typer(no_args_is_help=True, help="Create, convert and inspect gpt-oss checkpoints.")
@@ -23,6 +24,8 @@ app.add_typer(checkpoint_app, name="checkpoint")
 app.add_typer(observe_cli.app, name="traces")
 app.add_typer(rag_cli.app)  # ingest, docs, search, ask
 app.add_typer(engine_bench.app, name="bench")
+app.command("serve")(serve_command)
+app.add_typer(keys_app, name="keys")
 
 DTYPES = {"bfloat16": "bfloat16", "float32": "float32"}
 

@@ -9,12 +9,14 @@ class OssgateError(Exception):
 
     status: int = 400
     type: str = "invalid_request_error"
+    code: str | None = None  # a subclass may fix its code; an instance may override it
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
-        self.code = code
+        if code is not None:
+            self.code = code
 
 
 class CheckpointError(OssgateError):

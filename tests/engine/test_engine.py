@@ -106,7 +106,11 @@ def test_cancel_frees_the_slot_at_once(tiny_model):
             if seen == 3:
                 break
         await stream.aclose()
-        stats = engine.stats()
+        for _ in range(200):  # the abort lands before the engine's next step
+            stats = engine.stats()
+            if stats.running == 0:
+                break
+            await asyncio.sleep(0.01)
         # the one slot is free: a new request runs to completion
         follow = await engine.generate(list(range(40, 50)), SamplingParams(max_tokens=5, temperature=0))
         return stats, [e async for e in follow]

@@ -1,14 +1,16 @@
 """The engine as the server sees it: submit a prompt, get an async stream of tokens; cancel; stats.
 
 The step loop runs in its own thread (the model releases the GIL in its kernels); tokens cross to
-asyncio through `loop.call_soon_threadsafe` into a per-request queue. Closing the stream (client gone,
-task cancelled) aborts the request and frees its KV slot at once.
+asyncio through `loop.call_soon_threadsafe` into a per-request queue. Submissions and aborts go the other
+way through an inbox the loop drains between steps, so the event loop never waits for a model step.
+Closing the stream (client gone, task cancelled) aborts the request; its KV slot is free before the next step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -38,7 +40,7 @@ class EngineStats:
 class AsyncEngine:
     def __init__(self, core: EngineCore) -> None:
         self.core = core
-        self._lock = threading.Lock()
+        self._inbox: queue.SimpleQueue[tuple[str, Request | str]] = queue.SimpleQueue()  # ("add", r) | ("abort", id)
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -55,30 +57,39 @@ class AsyncEngine:
             self._thread.start()
 
     def shutdown(self) -> None:
-        """Stop the loop; requests still running are ended with finish_reason 'abort'."""
+        """Stop the loop; requests still running or queued are ended with finish_reason 'abort'."""
         self._stop = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        with self._lock:
-            for r in list(self.core.scheduler.running) + list(self.core.scheduler.waiting):
-                self._abort_locked(r.request_id)
+        self._drain_inbox()
+        for r in list(self.core.scheduler.running) + list(self.core.scheduler.waiting):
+            self._abort_now(r.request_id)
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                kind, item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "add":
+                self.core.scheduler.waiting.append(item)  # validated by generate()
+            else:
+                self._abort_now(item)
 
     def _loop(self) -> None:
         while not self._stop:
-            with self._lock:
-                busy = self.core.has_work
-                if busy:
-                    try:
-                        events = self.core.step()
-                    except Exception:  # a bug must end the affected requests, not hang their clients
-                        log.exception("engine step failed; ending running requests")
-                        events = self._fail_running()
-            if not busy:
+            self._drain_inbox()
+            if not self.core.has_work:
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
                 continue
+            try:
+                events = self.core.step()
+            except Exception:  # a bug must end the affected requests, not hang their clients
+                log.exception("engine step failed; ending running requests")
+                events = self._fail_running()
             now = time.perf_counter()
             self._recent.append((now, len(events)))
             while self._recent and now - self._recent[0][0] > 10:
@@ -100,15 +111,17 @@ class AsyncEngine:
                 if e.finish_reason is not None:
                     self._callbacks.pop(e.request_id, None)
 
-    def _abort_locked(self, request_id: str) -> None:
+    def _abort_now(self, request_id: str) -> None:
+        """Engine thread only: end the request, free its slot, tell its stream."""
         r = self.core.abort(request_id)
         callback = self._callbacks.pop(request_id, None)
         if r is not None and callback is not None:
             callback(TokenEvent(request_id, -1, 0.0, [], time.perf_counter(), finish_reason="abort"))
 
     def abort(self, request_id: str) -> None:
-        with self._lock:
-            self._abort_locked(request_id)
+        """Any thread: the request ends before the next step. Never blocks."""
+        self._inbox.put(("abort", request_id))
+        self._wake.set()
 
     async def generate(
         self, prompt: list[int], params: SamplingParams, request_id: str | None = None
@@ -122,19 +135,19 @@ class AsyncEngine:
         if self._thread is None:
             self.start()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[TokenEvent] = asyncio.Queue()
         request_id = request_id or uuid.uuid4().hex
         request = Request(request_id, list(prompt), params)
-        with self._lock:
-            self.core.add(request)
-            self._callbacks[request_id] = lambda e: loop.call_soon_threadsafe(queue.put_nowait, e)
+        self.core.scheduler.validate(request)
+        events: asyncio.Queue[TokenEvent] = asyncio.Queue()
+        self._callbacks[request_id] = lambda e: loop.call_soon_threadsafe(events.put_nowait, e)
+        self._inbox.put(("add", request))
         self._wake.set()
-        return self._stream(request, queue)
+        return self._stream(request, events)
 
-    async def _stream(self, request: Request, queue: asyncio.Queue[TokenEvent]) -> AsyncIterator[TokenEvent]:
+    async def _stream(self, request: Request, events: asyncio.Queue[TokenEvent]) -> AsyncIterator[TokenEvent]:
         try:
             while True:
-                event = await queue.get()
+                event = await events.get()
                 yield event
                 if event.finish_reason is not None:
                     return

@@ -70,6 +70,11 @@ class Scheduler:
 
     def add(self, r: Request) -> None:
         """Queue a request; reject at once what could never run (empty, over the context, over the KV budget)."""
+        self.validate(r)
+        self.waiting.append(r)
+
+    def validate(self, r: Request) -> None:
+        """Raise a user-facing error if the request could never run. Reads only fixed limits: any thread may call it."""
         if not r.prompt:
             raise InvalidRequest("the prompt is empty", param="prompt")
         if len(r.prompt) >= self.config.max_context:
@@ -83,7 +88,6 @@ class Scheduler:
                 "lower max_tokens or shorten the prompt"
             )
         r.params.validate()
-        self.waiting.append(r)
 
     def abort(self, request_id: str) -> Request | None:
         for r in list(self.waiting):

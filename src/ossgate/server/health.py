@@ -1,0 +1,59 @@
+"""GET /health (liveness + load per model, no key needed) and GET /metrics (Prometheus, via observe/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from ossgate.server.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+metrics_router = APIRouter(tags=["health"])  # mounted when ossgate.observe (the metrics registry) is installed
+
+
+@router.get("/health")
+async def health(services: ServicesDep) -> dict[str, Any]:
+    draining = any(g.draining for g in services.gates.values())
+    models = {}
+    for name, backend in services.router.backends.items():
+        gate = services.gates[name]
+        models[name] = {
+            "backend": backend.kind,
+            "in_flight": gate.in_flight,
+            "rejected": gate.rejected,
+            **backend.stats(),
+        }
+    return {"status": "draining" if draining else "ok", "pipeline": services.pipeline.names, "models": models}
+
+
+def _admission_lines(services) -> str:
+    """The admission gates' figures, in Prometheus text format (appended to observe's registry output)."""
+    lines = [
+        "# HELP ossgate:admission_rejected_total Requests refused with 429 because the model's queue was full.",
+        "# TYPE ossgate:admission_rejected_total counter",
+    ]
+    lines += [f'ossgate:admission_rejected_total{{model_name="{n}"}} {g.rejected}' for n, g in services.gates.items()]
+    lines += [
+        "# HELP ossgate:admission_in_flight Requests holding a place in the model's queue (running or waiting).",
+        "# TYPE ossgate:admission_in_flight gauge",
+    ]
+    lines += [f'ossgate:admission_in_flight{{model_name="{n}"}} {g.in_flight}' for n, g in services.gates.items()]
+    return "\n".join(lines) + "\n"
+
+
+@metrics_router.get("/metrics")
+async def metrics(services: ServicesDep) -> Response:
+    from ossgate.observe.metrics import METRICS  # noqa: PLC0415
+
+    registry = services.tracer.metrics if services.tracer is not None else METRICS
+    for name, backend in services.router.backends.items():
+        s = backend.stats()
+        registry.set_engine_stats(
+            name,
+            running=int(s.get("running", 0)),
+            waiting=int(s.get("waiting", 0)),
+            kv_cache_usage=float(s.get("kv_usage", 0.0)),
+        )
+    body, content_type = registry.payload()
+    return Response(body + _admission_lines(services).encode(), media_type=content_type)
