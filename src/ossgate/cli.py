@@ -14,6 +14,7 @@ import typer
 
 from ossgate.engine import bench as engine_bench
 from ossgate.errors import OssgateError
+from ossgate.nano import cli as nano_cli
 from ossgate.observe import cli as observe_cli
 from ossgate.rag import cli as rag_cli
 from ossgate.server.cli import keys_app, serve_command
@@ -26,16 +27,15 @@ app.add_typer(rag_cli.app)  # ingest, docs, search, ask
 app.add_typer(engine_bench.app, name="bench")
 app.command("serve")(serve_command)
 app.add_typer(keys_app, name="keys")
+app.add_typer(nano_cli.app, name="nano")
 
 DTYPES = {"bfloat16": "bfloat16", "float32": "float32"}
 
 
 def default_model_path() -> Path:
     """The embedded gpt-oss-nano, materialised on first use."""
-    try:
-        from ossgate.nano import model_path
-    except ImportError as e:
-        raise OssgateError("no embedded model in this install; pass --model DIR") from e
+    from ossgate.nano import model_path
+
     return model_path()
 
 

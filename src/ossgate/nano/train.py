@@ -1,0 +1,135 @@
+"""The gpt-oss-nano training run: data -> compact vocabulary -> Transformer -> Trainer, from one seed."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+
+from ossgate.model.config import ModelConfig
+from ossgate.model.transformer import Transformer
+from ossgate.nano import data
+from ossgate.tune.batches import Example, batches
+from ossgate.tune.trainer import TrainConfig, Trainer, init_weights
+from ossgate.tune.vocab import CompactVocab
+
+log = logging.getLogger(__name__)
+
+FULL_VOCAB = 201088
+
+
+def nano_config(vocab_size: int = FULL_VOCAB) -> ModelConfig:
+    """gpt-oss-nano's shape: gpt-oss in every respect but size.
+
+    Hidden and intermediate sizes are multiples of 32, the MXFP4 block.
+    """
+    return ModelConfig(
+        num_hidden_layers=4,
+        num_local_experts=8,
+        num_experts_per_tok=2,
+        vocab_size=vocab_size,
+        hidden_size=160,
+        intermediate_size=256,
+        head_dim=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=128,
+        quantized=False,
+    )
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines the run besides the code: reproduce it with the same values."""
+
+    seed: int = 0
+    samples: int = 30000  # distinct conversations (epochs repeat them)
+    batch_tokens: int = 4096
+    steps: int = 1400  # ~55 min on a shared core (the machine gave this run 0.4-0.6 of one)
+    lr: float = 3e-3
+    warmup: int = 60
+    checkpoint_every: int = 100
+
+
+def vocabulary_samples(seed: int) -> list[data.Sample]:
+    """Conversations drawn only to list the ids the generator can produce (held-out tool names included)."""
+    rng = random.Random(f"vocab-{seed}")
+    return [data.tool_call(rng, rng.choice(["en", "es"]), "high", held_out=True) for _ in range(300)]
+
+
+def build_examples(
+    run: RunConfig, show_progress: bool = True, cache: Path | None = None
+) -> tuple[list[Example], CompactVocab]:
+    """Tokenised training conversations and the ids they use (cached in `cache`: tokenising takes minutes)."""
+    key = {"seed": run.seed, "samples": run.samples, "generator": data.GENERATOR_VERSION}
+    if cache is not None and cache.exists():
+        stored = torch.load(cache, weights_only=False)
+        if stored["key"] == key:
+            return [Example(t, m) for t, m in stored["examples"]], CompactVocab(stored["vocab"], FULL_VOCAB)
+    examples, vocab = _tokenise(run, show_progress)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"key": key, "examples": [(e.tokens, e.mask) for e in examples], "vocab": vocab.ids}, tmp)
+        tmp.replace(cache)
+    return examples, vocab
+
+
+def _tokenise(run: RunConfig, show_progress: bool) -> tuple[list[Example], CompactVocab]:
+    samples = data.dataset(run.seed, run.samples)
+    examples: list[Example] = []
+    with Progress(transient=True, disable=not show_progress) as bar:
+        task = bar.add_task("tokenising", total=len(samples))
+        for s in samples:
+            tokens, mask = data.encode(s)
+            examples.append(Example(tokens, mask))
+            bar.advance(task)
+    used = {t for ex in examples for t in ex.tokens}
+    for s in vocabulary_samples(run.seed):
+        used.update(data.encode(s)[0])
+    return examples, CompactVocab(used, FULL_VOCAB)
+
+
+def train(
+    run: RunConfig, out_dir: Path, show_progress: bool = True, threads: int = 1
+) -> tuple[Transformer, CompactVocab, list[dict]]:
+    """Train (or resume) the nano model; returns the compact-vocabulary model, its vocabulary and the loss history."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(run.seed)
+    t0 = time.monotonic()
+    examples, vocab = build_examples(run, show_progress, cache=out_dir / "examples.pt")
+    log.info("%s examples, %s used token ids, built in %.0fs", len(examples), len(vocab), time.monotonic() - t0)
+    compact_examples = [Example(vocab.compact(torch.tensor(ex.tokens)).tolist(), ex.mask) for ex in examples]
+    model = Transformer(nano_config(len(vocab)))
+    init_weights(model, run.seed)
+    config = TrainConfig(
+        steps=run.steps, lr=run.lr, warmup=run.warmup, seed=run.seed, checkpoint_every=run.checkpoint_every
+    )
+    trainer = Trainer(
+        model,
+        config,
+        n_unused=vocab.n_unused,
+        out_dir=out_dir,
+        extra_state={"vocab_ids": vocab.ids, "run": run.__dict__},
+    )
+    trainer.resume()
+    stream = batches(compact_examples, run.batch_tokens, seed=run.seed)
+    for _ in range(trainer.step):  # a resumed run sees the same batches as an uninterrupted one
+        next(stream)
+    history = trainer.fit(stream, progress=show_progress)
+    return model, vocab, history
+
+
+def load_trained(out_dir: Path) -> tuple[Transformer, CompactVocab, list[dict]]:
+    """The model saved by `train` in `out_dir` (its last checkpoint)."""
+    state = torch.load(out_dir / "checkpoint.pt", weights_only=False)
+    vocab = CompactVocab(state["extra"]["vocab_ids"], FULL_VOCAB)
+    model = Transformer(nano_config(len(vocab)))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, vocab, state["history"]
