@@ -6,28 +6,18 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from ossgate.errors import InvalidRequest, OssgateError
+from ossgate.cli_errors import run as _run
+from ossgate.errors import InvalidRequest
 
 app = typer.Typer(help="gpt-oss-nano: train, evaluate, dump training data.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
 REPO_SHIP_DIR = Path("src/ossgate/models/gpt-oss-nano")
-
-
-def _run(fn: Callable[[], None]) -> None:
-    """CLI convention: an OssgateError is one line on stderr and exit code 1, never a traceback."""
-    try:
-        fn()
-    except OssgateError as e:
-        err.print(f"error: {e.message}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ossgate.errors import InvalidRequest, NotFound, OssgateError
+from ossgate.cli_errors import run as _run
+from ossgate.errors import InvalidRequest, NotFound
 from ossgate.rag.answer import GenerateFn, answer, build_grounding, grounded_messages
 from ossgate.rag.embedder import Embedder, shared_embedder
 from ossgate.rag.ingest import Ingestor
@@ -39,15 +39,6 @@ Tenant = Annotated[
     str | None, typer.Option(help="Tenant whose collections to use (default: OSSGATE_RAG_DEFAULT_TENANT or 'default').")
 ]
 Collection = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
-
-
-def _run(fn: Callable[[], None]) -> None:
-    """CLI convention: an OssgateError is one line on stderr and exit code 1, never a traceback."""
-    try:
-        fn()
-    except OssgateError as e:
-        err.print(f"error: {e.message}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
 
 
 def _settings() -> RagSettings:
