@@ -116,6 +116,15 @@ def raw_query_terms(query: str) -> list[str]:
     return [raw for raw in query.split() if _QUERY_TOKEN.search(raw)][:MAX_QUERY_TERMS]
 
 
+def embedder_mismatch(collection: str, stored: tuple, embedder: str, dimension: int) -> InvalidRequest:
+    """A collection's vectors only compare with vectors from the embedder that made them."""
+    return InvalidRequest(
+        f"collection {collection!r} was embedded with {stored[0]} ({stored[1]} dims), "
+        f"not {embedder} ({dimension} dims); configure that embedder or ingest into a new collection",
+        param="collection",
+    )
+
+
 class ChunkStore(ABC):
     """Documents, their chunks, a full-text index and a vector index, per tenant and collection.
 

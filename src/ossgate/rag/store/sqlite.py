@@ -35,6 +35,7 @@ from ossgate.rag.store.base import (
     check_embeddings,
     check_metadata,
     check_name,
+    embedder_mismatch,
     parse_filters,
     query_terms,
 )
@@ -141,12 +142,7 @@ class SQLiteStore(ChunkStore):
                     (tenant, collection, embedder, dimension, time.time()),
                 )
             elif tuple(row) != (embedder, dimension):
-                raise InvalidRequest(
-                    f"collection {collection!r} was embedded with {row[0]} ({row[1]} dims), "
-                    f"not {embedder} ({dimension} dims); "
-                    "configure that embedder or ingest into a new collection",
-                    param="collection",
-                )
+                raise embedder_mismatch(collection, tuple(row), embedder, dimension)
         return self.collection(tenant, collection)
 
     def _info_rows(self, tenant: str, name: str | None) -> list[CollectionInfo]:
