@@ -82,9 +82,15 @@ ossgate_pg_start() {
             # trust auth on loopback only: a throwaway test server reachable from this machine alone
             _ossgate_pg_as_user "$bin/initdb" -D "$OSSGATE_PG_DATA" -U postgres -A trust -E UTF8 --no-locale >/dev/null || return 1
         fi
-        _ossgate_pg_as_user "$bin/pg_ctl" -D "$OSSGATE_PG_DATA" -l "$OSSGATE_PG_DATA/server.log" -w -t 60 \
-            -o "-h 127.0.0.1 -p $OSSGATE_PG_PORT -k $OSSGATE_PG_DATA -c fsync=off -c max_connections=200" start >/dev/null \
-            || { cat "$OSSGATE_PG_DATA/server.log" >&2; return 1; }
+        # a few tries: a server killed a moment ago (an earlier run) may still hold postmaster.pid
+        local try
+        for try in 1 2 3 4 5; do
+            _ossgate_pg_as_user "$bin/pg_ctl" -D "$OSSGATE_PG_DATA" -l "$OSSGATE_PG_DATA/server.log" -w -t 60 \
+                -o "-h 127.0.0.1 -p $OSSGATE_PG_PORT -k $OSSGATE_PG_DATA -c fsync=off -c max_connections=200" start \
+                >/dev/null && break
+            [ "$try" = 5 ] && { cat "$OSSGATE_PG_DATA/server.log" >&2; return 1; }
+            sleep 2
+        done
     fi
     local psql=("$bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$OSSGATE_PG_PORT" -U postgres)
     local exists
