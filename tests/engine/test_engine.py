@@ -142,3 +142,15 @@ def test_logprobs_are_reported(tiny_model):
     assert len(events[0].top_logprobs) == 3
     assert events[0].top_logprobs[0][0] == events[0].token  # greedy = the most likely
     assert events[0].logprob == pytest.approx(events[0].top_logprobs[0][1])
+
+
+def test_prefix_boundary_ends_after_the_developer_message():
+    from ossgate import harmony
+    from ossgate.engine.core import harmony_prefix_boundary
+
+    with_dev = harmony.render_prompt([harmony.ChatMessage("system", "Be brief."), harmony.ChatMessage("user", "hi")])
+    tail = harmony.decode(with_dev[harmony_prefix_boundary(with_dev) :])
+    assert tail == "<|start|>user<|message|>hi<|end|><|start|>assistant"
+    no_dev = harmony.render_prompt([harmony.ChatMessage("user", "hi")])
+    assert harmony.decode(no_dev[: harmony_prefix_boundary(no_dev)]).startswith("<|start|>system")
+    assert harmony.decode(no_dev[harmony_prefix_boundary(no_dev) :]) == tail

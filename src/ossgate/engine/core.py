@@ -33,13 +33,13 @@ def harmony_prefix_boundary(prompt: list[int]) -> int:
 
     end, start = special_token_id("<|end|>"), special_token_id("<|start|>")
     developer = text_tokens("developer")[0]
-    boundary = 0
-    for i, t in enumerate(prompt):
-        if t == end:
+    boundary, last_start = 0, -1
+    for i, t in enumerate(prompt):  # one pass: prompts reach 131072 tokens
+        if t == start:
+            last_start = i
+        elif t == end:
             boundary = boundary or i + 1  # the first message (system)
-            # the developer message: <|start|>developer ... <|end|>
-            j = max((k for k in range(i) if prompt[k] == start), default=-1)
-            if j >= 0 and j + 1 < len(prompt) and prompt[j + 1] == developer:
+            if 0 <= last_start < len(prompt) - 1 and prompt[last_start + 1] == developer:
                 return i + 1
     return boundary
 

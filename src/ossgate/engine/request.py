@@ -58,6 +58,7 @@ class Request:
     output: list[int] = field(default_factory=list)
     num_computed: int = 0  # tokens whose K/V are in the cache; catches up with len(all_tokens)
     num_cached_prefix: int = 0  # tokens reused from the prefix cache instead of computed
+    cache_boundary: int = 0  # prompt length worth snapshotting for reuse (set once, at admission)
     first_token_time: float | None = None
     error: str | None = None
     cache: object | None = None  # the sequence's KV cache while it holds a slot

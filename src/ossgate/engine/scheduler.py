@@ -105,11 +105,8 @@ class Scheduler:
 
     def _chunk(self, r: Request, budget: int) -> int:
         n = min(r.num_tokens - r.num_computed, budget)
-        if self.prefix_boundary is not None and r.num_computed < len(r.prompt):
-            # end a prefill chunk exactly at the cacheable boundary so it can be snapshotted
-            boundary = self.prefix_boundary(r.prompt)
-            if r.num_computed < boundary < r.num_computed + n:
-                n = boundary - r.num_computed
+        if r.num_computed < r.cache_boundary < r.num_computed + n:
+            n = r.cache_boundary - r.num_computed  # end the chunk at the boundary so it can be snapshotted
         return n
 
     def _admit(self, r: Request) -> None:
@@ -118,6 +115,8 @@ class Scheduler:
         if self.prefix_cache is not None:
             reused, snapshot = self.prefix_cache.lookup(r.prompt)
         r.cache = snapshot.copy(capacity) if snapshot is not None else self.make_cache(capacity)
+        if self.prefix_boundary is not None:
+            r.cache_boundary = self.prefix_boundary(r.prompt)
         r.num_computed = r.num_cached_prefix = reused
         r.status = Status.RUNNING
         self.running.append(r)
@@ -162,8 +161,7 @@ class Scheduler:
     def _maybe_snapshot(self, r: Request) -> None:
         if self.prefix_cache is None or r.num_computed > len(r.prompt) or r.num_computed == 0:
             return
-        boundary = self.prefix_boundary(r.prompt) if self.prefix_boundary else 0
-        if r.num_computed in (boundary, len(r.prompt)):
+        if r.num_computed in (r.cache_boundary, len(r.prompt)):
             self.prefix_cache.store(r.prompt[: r.num_computed], r.cache.copy(r.num_computed))
 
     def _stop_status(self, r: Request) -> Status | None:
