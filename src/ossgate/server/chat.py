@@ -63,6 +63,11 @@ def trace_headers(ctx: Exchange) -> dict[str, str]:
     return {"x-ossgate-trace-id": ctx.trace.trace_id} if ctx.trace is not None else {}
 
 
+def sse_response(events: AsyncIterator[str], ctx: Exchange) -> StreamingResponse:
+    """A server-sent-events response (unbuffered by proxies) carrying the request's trace id."""
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS | trace_headers(ctx))
+
+
 @router.post("/v1/chat/completions")
 async def create_chat_completion(body: ChatCompletionRequest, request: Request, services: ServicesDep, key: KeyDep):
     turn = chat_turn(body)
@@ -71,11 +76,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request, 
         ctx.retrieval = retrieval_request(services, body.rag)
     await services.pipeline.run(ctx)
     if body.stream:
-        return StreamingResponse(
-            chat_stream(ctx, body, services, request),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS | trace_headers(ctx),
-        )
+        return sse_response(chat_stream(ctx, body, services, request), ctx)
     watch = DisconnectWatch(request, ctx.abort)
     results: list[TurnResult] = []
     error: BaseException | None = None

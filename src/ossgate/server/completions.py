@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from ossgate.backends.base import CompletionEvent, CompletionTurn, Sampling, TokenLogprob, Usage
 from ossgate.errors import InvalidRequest, OssgateError
 from ossgate.server.assemble import add_usage, merged, sse, usage_json
-from ossgate.server.chat import SSE_HEADERS, trace_headers
+from ossgate.server.chat import sse_response, trace_headers
 from ossgate.server.deps import KeyDep, ServicesDep
 from ossgate.server.disconnect import DisconnectWatch
 from ossgate.server.error_json import to_response
@@ -89,11 +89,7 @@ async def create_completion(body: CompletionRequest, request: Request, services:
     ctx = Exchange("/v1/completions", body.model, key, turns, stream=body.stream)
     await services.pipeline.run(ctx)
     if body.stream:
-        return StreamingResponse(
-            completion_stream(ctx, body, services, request),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS | trace_headers(ctx),
-        )
+        return sse_response(completion_stream(ctx, body, services, request), ctx)
     watch = DisconnectWatch(request, ctx.abort)
     texts = [""] * len(turns)
     logprobs = [LogprobsJson() for _ in turns]

@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from ossgate.backends.base import ChatTurn, Sampling, Usage
 from ossgate.errors import InvalidRequest, OssgateError
 from ossgate.harmony import ChatMessage
 from ossgate.server import convert
 from ossgate.server.assemble import sse_event
-from ossgate.server.chat import SSE_HEADERS, trace_headers
+from ossgate.server.chat import sse_response, trace_headers
 from ossgate.server.deps import KeyDep, ServicesDep
 from ossgate.server.disconnect import DisconnectWatch
 from ossgate.server.pipeline import Exchange
@@ -133,11 +133,7 @@ async def create_response(body: ResponseRequest, request: Request, services: Ser
     conversation = history + input_items(body)
     await services.pipeline.run(ctx)
     if body.stream:
-        return StreamingResponse(
-            response_stream(ctx, body, services, request, conversation),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS | trace_headers(ctx),
-        )
+        return sse_response(response_stream(ctx, body, services, request, conversation), ctx)
     builder, watch = ResponseBuilder(body.top_logprobs is not None), DisconnectWatch(request, ctx.abort)
     usage, reason, error = Usage(), None, None
     try:
