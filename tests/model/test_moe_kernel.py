@@ -25,7 +25,7 @@ def test_native_dequantize_is_bit_exact():
 
 
 @needs_native
-@pytest.mark.parametrize("n", [1, 3, 4, 7, 8, 9, 20])  # fused (chunks of 4, tails) and dequantised
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 8, 9, 20])  # fused (split and shared accumulators) and dequantised
 def test_matmul_matches_dequantize_then_multiply(n):
     blocks, scales = packed(97, 256, n)
     g = torch.Generator().manual_seed(100 + n)
@@ -36,6 +36,16 @@ def test_matmul_matches_dequantize_then_multiply(n):
     assert out.shape == (n, 97) and out.dtype == torch.float32
     tol = 1e-5 if n <= mxfp4_cpu.FUSED_MAX_TOKENS else 2e-2  # fp32 accumulation vs a bf16 matmul output
     assert (out - ref).abs().max() <= tol * ref.abs().max()
+
+
+@needs_native
+@pytest.mark.parametrize("n", [1, 5])
+def test_matmul_at_a_gpt_oss_width(n):
+    blocks, scales = packed(40, 2880, n)  # 90 blocks a row: the scale read-out's masked tail
+    x = torch.randn(n, 2880, generator=torch.Generator().manual_seed(7)).bfloat16()
+    ref = x.float() @ mxfp4.dequantize(blocks, scales, torch.float32).T
+    out = mxfp4_cpu.matmul(x, blocks, scales)
+    assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
 @needs_native

@@ -28,7 +28,7 @@ from torch import nn
 
 from ossgate.model import mxfp4
 from ossgate.model.config import ModelConfig
-from ossgate.model.kernels import mxfp4_cpu
+from ossgate.model.kernels import linear_cpu, mxfp4_cpu
 
 
 class KVCache(Protocol):
@@ -39,6 +39,15 @@ class KVCache(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """k, v (L, G, d) at `positions` (L,) -> keys (S, G, d), values (S, G, d), their positions (S,)."""
         ...
+
+
+class Linear(nn.Linear):
+    """nn.Linear whose decode-sized bf16 CPU inputs (a few tokens) take the native GEMV kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if linear_cpu.applies(x, self.weight):
+            return linear_cpu.linear(x, self.weight, self.bias)
+        return super().forward(x)
 
 
 class RMSNorm(nn.Module):
@@ -124,10 +133,10 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv, self.d = config.num_attention_heads, config.num_key_value_heads, config.head_dim
         self.window = config.sliding_window if config.is_sliding(layer) else None
         D = config.hidden_size
-        self.q_proj = nn.Linear(D, self.n_heads * self.d)
-        self.k_proj = nn.Linear(D, self.n_kv * self.d)
-        self.v_proj = nn.Linear(D, self.n_kv * self.d)
-        self.o_proj = nn.Linear(self.n_heads * self.d, D)
+        self.q_proj = Linear(D, self.n_heads * self.d)
+        self.k_proj = Linear(D, self.n_kv * self.d)
+        self.v_proj = Linear(D, self.n_kv * self.d)
+        self.o_proj = Linear(self.n_heads * self.d, D)
         self.sinks = nn.Parameter(torch.zeros(self.n_heads))
 
     def forward(
@@ -249,7 +258,7 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.top_k = config.num_experts_per_tok
-        self.router = nn.Linear(config.hidden_size, config.num_local_experts)
+        self.router = Linear(config.hidden_size, config.num_local_experts)
         self.experts = Experts(config)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,7 +301,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.model = Backbone(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -22,30 +22,48 @@
 #include <algorithm>
 #include <vector>
 
+// Bytes ahead of the current block that are prefetched: a stream from DRAM needs ~1 KB in flight per
+// row pair to hide the latency (2 lines ahead reached 3 GB/s, see the note in mxfp4_cpu.py).
+#ifndef PREFETCH
+#define PREFETCH 2048
+#endif
+
 namespace {
 
 const uint16_t E2M1_BF16[16] = {0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
                                 0x8000, 0xBF00, 0xBF80, 0xBFC0, 0xC000, 0xC040, 0xC080, 0xC0C0};
-// table lanes that hold +-0 must not get a scale added: codes 0 and 8 in both halves
-const __mmask32 NONZERO = ~((1u << 0) | (1u << 8) | (1u << 16) | (1u << 24));
+// The 32-entry table interleaves the two blocks of a pair: lane 2*code + block. Then one dword
+// broadcast (a plain load, no shuffle port) gives every lane its block's scale.
+// Lanes that hold +-0 (codes 0 and 8) must not get a scale added.
+const __mmask32 NONZERO = ~((3u << 0) | (3u << 16));
+constexpr int64_t MAX_PAIRS = 256;  // K up to 16384
+
+// Exponent offsets (scale - 127) << 7 of a row's blocks as int16, so that dword p holds pair p's two.
+inline void row_deltas(const uint8_t* sc, int64_t G, int16_t* out) {
+  const __m512i bias = _mm512_set1_epi16(127);
+  for (int64_t g = 0; g < G; g += 32) {
+    const __mmask32 m = G - g >= 32 ? ~0u : (1u << (G - g)) - 1;
+    __m512i v = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, sc + g));
+    _mm512_storeu_si512(out + g, _mm512_slli_epi16(_mm512_sub_epi16(v, bias), 7));
+  }
+}
 
 struct Decoder {
-  __m512i base, sel_hi, low4;
+  __m512i base, sel_hi, mask;
   Decoder() {
     uint16_t t[32];
-    for (int i = 0; i < 32; ++i) t[i] = E2M1_BF16[i & 15];
+    for (int i = 0; i < 32; ++i) t[i] = E2M1_BF16[i / 2];
     base = _mm512_loadu_si512(t);
-    sel_hi = _mm512_mask_set1_epi16(_mm512_setzero_si512(), 0xFFFF0000u, 16);
-    low4 = _mm512_set1_epi16(0x0F);
+    sel_hi = _mm512_mask_set1_epi16(_mm512_setzero_si512(), 0xFFFF0000u, 1);  // second block's bytes
+    mask = _mm512_set1_epi16(0x1E);
   }
-  // 32 bytes (two blocks) + their two scales -> weights at even (lo) and odd (hi) positions, bf16
-  inline void pair(const uint8_t* blk, const uint8_t* sc, __m512i& lo, __m512i& hi) const {
+  // 32 bytes (two blocks) + the pair's packed exponent offsets -> weights at even (lo) and odd (hi)
+  // positions, bf16
+  inline void pair(const uint8_t* blk, int32_t deltas, __m512i& lo, __m512i& hi) const {
     __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)blk));
-    __m512i ilo = _mm512_ternarylogic_epi32(v, low4, sel_hi, 0xEA);  // (v & 15) | sel_hi
-    __m512i ihi = _mm512_or_si512(_mm512_srli_epi16(v, 4), sel_hi);
-    __m512i delta = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)((sc[0] - 127) << 7)), 0xFFFF0000u,
-                                           (short)((sc[1] - 127) << 7));
-    __m512i tbl = _mm512_mask_add_epi16(base, NONZERO, base, delta);
+    __m512i ilo = _mm512_ternarylogic_epi32(_mm512_slli_epi16(v, 1), mask, sel_hi, 0xEA);  // 2*(v&15) | block
+    __m512i ihi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 3), mask, sel_hi, 0xEA);  // 2*(v>>4) | block
+    __m512i tbl = _mm512_mask_add_epi16(base, NONZERO, base, _mm512_set1_epi32(deltas));
     lo = _mm512_permutexvar_epi16(ilo, tbl);
     hi = _mm512_permutexvar_epi16(ihi, tbl);
   }
@@ -58,34 +76,47 @@ inline float bf16_to_float(uint16_t b) {
   return f;
 }
 
-// R rows x NT tokens: acc over all pairs of the rows, then out[t, row] = sum + bias
+// R rows x NT tokens: acc over all pairs of the rows, then out[t, row] = sum + bias.
+// Up to 4 tokens, even and odd positions accumulate separately (more independent vdpbf16ps chains
+// while few tokens share a decoded weight); past 4 they share one accumulator (registers run out).
 template <int R, int NT>
 inline void rows_kernel(const Decoder& dec, const uint8_t* blocks, const uint8_t* scales, int64_t row,
                         int64_t G, int64_t O, const uint16_t* xe, const uint16_t* xo, int64_t K2,
                         const uint16_t* bias, float* out) {
-  __m512 alo[R][NT], ahi[R][NT];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < NT; ++t) alo[r][t] = ahi[r][t] = _mm512_setzero_ps();
+  constexpr bool SPLIT = NT <= 4;
+  __m512 alo[R][NT], ahi[R][SPLIT ? NT : 1];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < NT; ++t) alo[r][t] = _mm512_setzero_ps();
+    for (int t = 0; t < (SPLIT ? NT : 1); ++t) ahi[r][t] = _mm512_setzero_ps();
+  }
   const int64_t P = G / 2;
+  alignas(64) int16_t deltas[R][2 * MAX_PAIRS + 32];
+  for (int r = 0; r < R; ++r) row_deltas(scales + (row + r) * G, G, deltas[r]);
   for (int64_t p = 0; p < P; ++p) {
     __m512i wlo[R], whi[R];
     for (int r = 0; r < R; ++r) {
       const uint8_t* b = blocks + ((row + r) * G + 2 * p) * 16;
-      if (p + 4 < P) _mm_prefetch((const char*)(b + 4 * 32), _MM_HINT_T0);
-      dec.pair(b, scales + (row + r) * G + 2 * p, wlo[r], whi[r]);
+      _mm_prefetch((const char*)(b + PREFETCH), _MM_HINT_T0);  // past the row end is the next rows
+      dec.pair(b, ((const int32_t*)deltas[r])[p], wlo[r], whi[r]);
     }
     for (int t = 0; t < NT; ++t) {
       __m512bh xl = (__m512bh)_mm512_loadu_si512(xe + t * K2 + p * 32);
       __m512bh xh = (__m512bh)_mm512_loadu_si512(xo + t * K2 + p * 32);
       for (int r = 0; r < R; ++r) {
         alo[r][t] = _mm512_dpbf16_ps(alo[r][t], (__m512bh)wlo[r], xl);
-        ahi[r][t] = _mm512_dpbf16_ps(ahi[r][t], (__m512bh)whi[r], xh);
+        if constexpr (SPLIT)
+          ahi[r][t] = _mm512_dpbf16_ps(ahi[r][t], (__m512bh)whi[r], xh);
+        else
+          alo[r][t] = _mm512_dpbf16_ps(alo[r][t], (__m512bh)whi[r], xh);
       }
     }
   }
   for (int r = 0; r < R; ++r) {
     float b = bias ? bf16_to_float(bias[row + r]) : 0.0f;
-    for (int t = 0; t < NT; ++t) out[t * O + row + r] = _mm512_reduce_add_ps(_mm512_add_ps(alo[r][t], ahi[r][t])) + b;
+    for (int t = 0; t < NT; ++t) {
+      __m512 sum = SPLIT ? _mm512_add_ps(alo[r][t], ahi[r][SPLIT ? t : 0]) : alo[r][t];
+      out[t * O + row + r] = _mm512_reduce_add_ps(sum) + b;
+    }
   }
 }
 
@@ -114,7 +145,7 @@ void mxfp4_linear(const uint16_t* x, int64_t n, const uint8_t* blocks, const uin
       xe[t * K2 + i] = x[t * K + 2 * i];
       xo[t * K2 + i] = x[t * K + 2 * i + 1];
     }
-  constexpr int64_t NT = 4;  // tokens sharing one decode of the weights
+  constexpr int64_t NT = 8;  // tokens sharing one decode of the weights
   for (int64_t t0 = 0; t0 < n; t0 += NT) {
     const uint16_t *e = xe.data() + t0 * K2, *o = xo.data() + t0 * K2;
     float* y = out + t0 * O;
@@ -122,7 +153,11 @@ void mxfp4_linear(const uint16_t* x, int64_t n, const uint8_t* blocks, const uin
       case 1: chunk<1>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
       case 2: chunk<2>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
       case 3: chunk<3>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
-      default: chunk<4>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+      case 4: chunk<4>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+      case 5: chunk<5>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+      case 6: chunk<6>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+      case 7: chunk<7>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+      default: chunk<8>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
     }
   }
 }
@@ -140,9 +175,11 @@ void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t O, i
   const __m512i ia = _mm512_loadu_si512(first), ib = _mm512_loadu_si512(second);
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < O; ++row) {
+    alignas(64) int16_t deltas[2 * MAX_PAIRS + 32];
+    row_deltas(scales + row * G, G, deltas);
     for (int64_t p = 0; p < G / 2; ++p) {
       __m512i lo, hi;
-      dec.pair(blocks + (row * G + 2 * p) * 16, scales + row * G + 2 * p, lo, hi);
+      dec.pair(blocks + (row * G + 2 * p) * 16, ((const int32_t*)deltas)[p], lo, hi);
       uint16_t* dst = out + row * K + p * 64;
       _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(lo, ia, hi));
       _mm512_storeu_si512(dst + 32, _mm512_permutex2var_epi16(lo, ib, hi));

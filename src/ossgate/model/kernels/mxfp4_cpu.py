@@ -1,9 +1,6 @@
 """MXFP4 expert matmuls on x86 CPUs: a fused decode-and-multiply kernel and a fast dequantiser.
 
-The C++ source beside this file (mxfp4_cpu.cpp) is compiled with g++ -O3 -march=native on first use
-and cached under the data dir, keyed by the source, the compiler flags and the CPU's feature flags,
-so a checkout copied to another machine rebuilds instead of crashing on a missing instruction.
-It is loaded with ctypes: no PyTorch headers, so a build takes seconds, not minutes.
+The C++ source beside this file (mxfp4_cpu.cpp) is compiled on first use by `kernels.build`.
 
 `available()` is False (and callers use their PyTorch path) where the CPU lacks AVX-512 BF16, no
 compiler is found, or OSSGATE_NATIVE_KERNELS=0.
@@ -13,23 +10,17 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from ossgate.model.kernels import build
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("mxfp4_cpu.cpp")
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
-REQUIRED_CPU_FLAGS = ("avx512f", "avx512bw", "avx512_bf16")
 # Scale bytes for which adding the scale to a bf16 exponent stays exact (0.5*2**(s-127) and
 # 6*2**(s-127) are normal bf16 numbers); checkpoints outside this range use the PyTorch path.
 SCALE_RANGE = (2, 252)
@@ -37,58 +28,13 @@ SCALE_RANGE = (2, 252)
 # dequantisation to bf16 and a bf16 matmul (AMX/oneDNN) wins. Measured on a Xeon (Sapphire Rapids)
 # at 5760x2880: fused 2.1/3.2/6.1 ms for 1/4/8 tokens vs 5.8 ms dequantise + 2.3 ms matmul for 8.
 FUSED_MAX_TOKENS = 8
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _cache_dir() -> Path:
-    from ossgate.vocab import data_dir
-
-    return data_dir() / "kernels"
-
-
-def _build(compiler: str) -> Path:
-    cpu = " ".join(sorted(_cpu_flags())) + platform.machine()
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + cpu.encode()).hexdigest()[:16]
-    target = _cache_dir() / f"mxfp4_cpu-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # build beside the target and rename: concurrent first uses never see a half-written library
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], check=True, capture_output=True, text=True)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    log.info("built MXFP4 CPU kernels at %s", target)
-    return target
+MAX_GROUPS = 512  # blocks per row the kernel's stack buffers hold (MAX_PAIRS in the .cpp): K up to 16384
 
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    if os.environ.get("OSSGATE_NATIVE_KERNELS", "1") == "0":
-        return None
-    missing = [f for f in REQUIRED_CPU_FLAGS if f not in _cpu_flags()]
-    compiler = shutil.which(os.environ.get("CXX", "g++"))
-    if missing or compiler is None:
-        log.info("MXFP4 CPU kernels off (%s); using the PyTorch path", f"CPU lacks {missing}" if missing else "no g++")
-        return None
-    try:
-        lib = ctypes.CDLL(str(_build(compiler)))
-    except (subprocess.CalledProcessError, OSError) as e:
-        detail = e.stderr[-2000:] if isinstance(e, subprocess.CalledProcessError) else e
-        log.warning("could not build the MXFP4 CPU kernels, using the PyTorch path: %s", detail)
+    lib = build.load(SOURCE)
+    if lib is None:
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.mxfp4_linear.argtypes = [ptr, i64, ptr, ptr, i64, i64, ptr, ptr]
@@ -108,8 +54,8 @@ def available() -> bool:
 
 
 def supports(blocks: torch.Tensor, scales: torch.Tensor) -> bool:
-    """Whether these packed weights can take the native path (CPU, K a multiple of 64, scales in range)."""
-    if blocks.device.type != "cpu" or blocks.shape[-2] % 2 or not available():
+    """Whether these packed weights can take the native path (CPU, K a multiple of 64 and ≤ 16384, scales in range)."""
+    if blocks.device.type != "cpu" or blocks.shape[-2] % 2 or blocks.shape[-2] > MAX_GROUPS or not available():
         return False
     lo, hi = int(scales.min()), int(scales.max())
     return SCALE_RANGE[0] <= lo and hi <= SCALE_RANGE[1]

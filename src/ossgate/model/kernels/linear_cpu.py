@@ -1,0 +1,91 @@
+"""bf16 linear layers for decode steps on x86 CPUs (linear_cpu.cpp, built by `kernels.build`).
+
+A decode step is a few tokens times every weight matrix: the cost is reading the weights, which
+PyTorch's CPU bf16 GEMM does far below memory speed at that shape. `linear` takes those steps;
+prefill-sized inputs (many tokens per weight read) stay with PyTorch, whose GEMM wins there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ossgate.model.kernels import build
+
+SOURCE = Path(__file__).with_name("linear_cpu.cpp")
+# Tokens up to which the kernel beats PyTorch's bf16 GEMM (oneDNN, AMX where present) on weights
+# streamed from memory. `python -m ossgate.model.kernels.linear_cpu`, 2 threads, 201088x2880:
+# 1 token 48 vs 56 ms, 2 tokens 52 vs 58 ms, 4 tokens 62 vs 56 ms.
+MAX_TOKENS = 2
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    lib = build.load(SOURCE)
+    if lib is not None:
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        lib.bf16_linear.argtypes = [ptr, i64, ptr, i64, i64, ptr, ptr, ctypes.c_int32]
+        lib.bf16_linear.restype = None
+    return lib
+
+
+def available() -> bool:
+    return _library() is not None
+
+
+def applies(x: Tensor, weight: Tensor) -> bool:
+    """Whether `linear(x, weight)` takes the kernel: bf16 on CPU, few tokens, no autograd, K % 32 == 0."""
+    return (
+        x.dtype == torch.bfloat16
+        and weight.dtype == torch.bfloat16
+        and x.device.type == "cpu"
+        and x.dim() == 2
+        and x.shape[0] <= MAX_TOKENS
+        and weight.shape[1] % 32 == 0
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and available()
+    )
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x (n, K) bf16 @ weight (O, K)^T + bias -> (n, O) bf16, as torch.nn.functional.linear."""
+    n, K = x.shape
+    O = weight.shape[0]
+    x, weight = x.contiguous(), weight.contiguous()
+    b = None if bias is None else bias.to(torch.bfloat16).contiguous()
+    out = torch.empty(n, O, dtype=torch.bfloat16)
+    _library().bf16_linear(
+        x.data_ptr(), n, weight.data_ptr(), O, K, None if b is None else b.data_ptr(), out.data_ptr(), 1
+    )
+    return out
+
+
+def _bench() -> None:
+    """Kernel vs torch at decode shapes of gpt-oss-20b (a side-by-side microbenchmark, not a test)."""
+    import time
+
+    shapes = {"q_proj": (4096, 2880), "o_proj": (2880, 4096), "lm_head": (201088, 2880)}
+    for name, (O, K) in shapes.items():
+        w = torch.randn(O, K).bfloat16()
+        for n in (1, 4, 8, 16, 32, 64):
+            x = torch.randn(n, K).bfloat16()
+            reps = 3 if name == "lm_head" else 30
+            row = []
+            for fn in (linear, torch.nn.functional.linear):
+                fn(x, w)
+                t = time.perf_counter()
+                for _ in range(reps):
+                    fn(x, w)
+                row.append((time.perf_counter() - t) / reps)
+            gbs = O * K * 2 / row[0] / 1e9
+            print(f"{name:8s} n={n:3d}  kernel {row[0] * 1e3:8.2f} ms ({gbs:5.1f} GB/s)  torch {row[1] * 1e3:8.2f} ms"
+                  f"  x{row[1] / row[0]:.2f}")
+
+
+if __name__ == "__main__":
+    with torch.inference_mode():
+        _bench()

@@ -1,0 +1,37 @@
+"""The native bf16 decode GEMV against PyTorch's linear."""
+
+import pytest
+import torch
+
+from ossgate.model.kernels import linear_cpu
+from ossgate.model.transformer import Linear
+
+needs_native = pytest.mark.skipif(not linear_cpu.available(), reason="CPU lacks AVX-512 BF16 or no g++")
+
+
+@needs_native
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 9])  # every token tile and a second pass over the weights
+@pytest.mark.parametrize("shape", [(7, 64), (129, 2880)])  # row tails, a gpt-oss width
+def test_linear_matches_pytorch(n, shape):
+    O, K = shape
+    g = torch.Generator().manual_seed(n * 1000 + O)
+    x, w, b = torch.randn(n, K, generator=g), torch.randn(O, K, generator=g), torch.randn(O, generator=g)
+    ref = x.bfloat16().float() @ w.bfloat16().float().T + b.bfloat16().float()
+    out = linear_cpu.linear(x.bfloat16(), w.bfloat16(), b.bfloat16())
+    assert out.shape == (n, O) and out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max() <= 1e-2 * ref.abs().max()  # bf16 output rounding
+
+
+@needs_native
+def test_model_linear_uses_the_kernel_only_where_it_applies():
+    layer = Linear(64, 16).bfloat16()
+    x = torch.randn(linear_cpu.MAX_TOKENS, 64).bfloat16()
+    with torch.no_grad():
+        assert linear_cpu.applies(x, layer.weight)
+        assert torch.allclose(layer(x).float(), torch.nn.functional.linear(x, layer.weight, layer.bias).float(),
+                              rtol=2e-2, atol=2e-2)  # fmt: skip
+        assert not linear_cpu.applies(torch.randn(linear_cpu.MAX_TOKENS + 1, 64).bfloat16(), layer.weight)
+    # training: autograd must see PyTorch's op
+    assert not linear_cpu.applies(x, layer.weight)
+    layer(x).float().sum().backward()
+    assert layer.weight.grad is not None
