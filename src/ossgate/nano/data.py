@@ -23,7 +23,7 @@ from ossgate.harmony import _history as harmony_history
 from ossgate.nano import tools as pool
 from ossgate.vocab import O200K_FILENAME, provision_vocabulary
 
-GENERATOR_VERSION = 1  # bump when the generated data changes (invalidates tokenised caches)
+GENERATOR_VERSION = 2  # bump when the generated data changes (invalidates tokenised caches)
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 IDENTITY = {
     "en": "I am gpt-oss-nano, a small demonstration model served by ossgate.",

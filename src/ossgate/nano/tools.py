@@ -565,9 +565,30 @@ class DeclaredTool:
         return json.dumps({self.arg_names[k]: v for k, v in canonical.items()}, ensure_ascii=False)
 
 
+# Every word of every tool name, held-out names included: training declares some tools under invented
+# names made of these words, so the model learns to pick a tool by its description and copy its name
+# (instead of recalling a name it memorised), and every token of a held-out name has been copied before.
+NAME_WORDS = sorted({w for f in FAMILIES for n in f.names for w in n.split("_")} | {"tool", "api", "service", "v2"})
+_HELD_OUT_NAMES = {f.names[-1] for f in FAMILIES}
+
+
+def invented_name(rng: random.Random) -> str:
+    """A tool name made of 1-3 pool words that is never one of the held-out names."""
+    while True:
+        name = "_".join(rng.sample(NAME_WORDS, rng.choice([1, 2, 2, 3])))
+        if name not in _HELD_OUT_NAMES:
+            return name
+
+
 def declare(family: ToolFamily, rng: random.Random, held_out: bool) -> DeclaredTool:
-    """Draw one declaration of `family`: a name, description and argument names (held-out ones or training ones)."""
-    name = family.names[-1] if held_out else rng.choice(family.names[:-1])
+    """Draw one declaration of `family`: a name, description and argument names (held-out ones or training ones).
+
+    Half of the training declarations use an invented name: only the description says what the tool does.
+    """
+    if held_out:
+        name = family.names[-1]
+    else:
+        name = invented_name(rng) if rng.random() < 0.5 else rng.choice(family.names[:-1])
     desc = family.descriptions[-1] if held_out else rng.choice(family.descriptions[:-1])
     arg_names = {
         k: (rng.choice(family.aliases[k]) if k in family.aliases and rng.random() < 0.3 else k) for k in family.params

@@ -43,6 +43,32 @@ def nano_config(vocab_size: int = FULL_VOCAB) -> ModelConfig:
     )
 
 
+def init_number_embeddings(model: Transformer, vocab: CompactVocab, seed: int, std: float = 0.02) -> None:
+    """Start every number token's embedding as the sum of its digits' place vectors.
+
+    o200k writes numbers as 1-3 digit tokens while the nano model works digit by digit, so it has to
+    read "the tens digit of token 347" out of an embedding. Random rows make that a 1000-entry lookup
+    learnt from a few dozen occurrences each; rows built from (place, digit) vectors make it a linear
+    read-out from the first step. Only the starting point differs: the rows train like any other.
+    """
+    from ossgate.harmony import encoding
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    D = model.config.hidden_size
+    place = torch.randn(3, 10, D, generator=gen) * std  # place (ones, tens, hundreds) x digit
+    length = torch.randn(4, D, generator=gen) * std
+    enc = encoding()
+    with torch.no_grad():
+        for compact, full in enumerate(vocab.ids):
+            text = enc.decode([full])
+            if not (text.isascii() and text.isdigit() and 1 <= len(text) <= 3):
+                continue
+            row = length[len(text)].clone()
+            for i, ch in enumerate(reversed(text)):
+                row += place[i, int(ch)]
+            model.model.embed_tokens.weight[compact] = row
+
+
 @dataclass
 class RunConfig:
     """Everything that defines the run besides the code: reproduce it with the same values."""
@@ -107,6 +133,7 @@ def train(
     compact_examples = [Example(vocab.compact(torch.tensor(ex.tokens)).tolist(), ex.mask) for ex in examples]
     model = Transformer(nano_config(len(vocab)))
     init_weights(model, run.seed)
+    init_number_embeddings(model, vocab, run.seed)
     config = TrainConfig(
         steps=run.steps, lr=run.lr, warmup=run.warmup, seed=run.seed, checkpoint_every=run.checkpoint_every
     )
