@@ -585,10 +585,8 @@ def declare(family: ToolFamily, rng: random.Random, held_out: bool) -> DeclaredT
 
     Half of the training declarations use an invented name: only the description says what the tool does.
     """
-    if held_out:
-        name = family.names[-1]
-    else:
-        name = invented_name(rng) if rng.random() < 0.5 else rng.choice(family.names[:-1])
+    invented = not held_out and rng.random() < 0.5
+    name = family.names[-1] if held_out else invented_name(rng) if invented else rng.choice(family.names[:-1])
     desc = family.descriptions[-1] if held_out else rng.choice(family.descriptions[:-1])
     arg_names = {
         k: (rng.choice(family.aliases[k]) if k in family.aliases and rng.random() < 0.3 else k) for k in family.params

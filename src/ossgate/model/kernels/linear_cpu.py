@@ -82,8 +82,10 @@ def _bench() -> None:
                     fn(x, w)
                 row.append((time.perf_counter() - t) / reps)
             gbs = O * K * 2 / row[0] / 1e9
-            print(f"{name:8s} n={n:3d}  kernel {row[0] * 1e3:8.2f} ms ({gbs:5.1f} GB/s)  torch {row[1] * 1e3:8.2f} ms"
-                  f"  x{row[1] / row[0]:.2f}")
+            print(
+                f"{name:8s} n={n:3d}  kernel {row[0] * 1e3:8.2f} ms ({gbs:5.1f} GB/s)  torch {row[1] * 1e3:8.2f} ms"
+                f"  x{row[1] / row[0]:.2f}"
+            )
 
 
 if __name__ == "__main__":
