@@ -23,7 +23,7 @@ from ossgate.harmony import _history as harmony_history
 from ossgate.nano import tools as pool
 from ossgate.vocab import O200K_FILENAME, provision_vocabulary
 
-GENERATOR_VERSION = 2  # bump when the generated data changes (invalidates tokenised caches)
+GENERATOR_VERSION = 3  # bump when the generated data changes (invalidates tokenised caches)
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 IDENTITY = {
     "en": "I am gpt-oss-nano, a small demonstration model served by ossgate.",
@@ -365,20 +365,23 @@ def grounded(rng: random.Random, lang: str, effort: Effort, answerable: bool | N
             if lang == "en"
             else f"{es[0].upper() + es[1:]} de {q_entity.removeprefix('the ')} es {value} [{cite}]."
         )
+        # the analysis first restates what is asked (a copy from the question), then finds it: the
+        # restated entity and attribute are what the model attends to in the passages
         reasoning = _analysis(
             effort,
-            f"Source [{cite}] has it.",
-            f"Source [{cite}] gives the {en} of {q_entity}: {value}.",
-            f"I look for {q_entity} and its {en}. Source [{cite}] gives the {en} of {q_entity}: {value}. "
-            f"I answer with that and cite [{cite}].",
+            f"{q_entity}, {en}: [{cite}] says {value}.",
+            f"The question asks for the {en} of {q_entity}. Source [{cite}] gives the {en} of {q_entity}: {value}.",
+            f"The question asks for the {en} of {q_entity}. I look for {q_entity} in the sources. "
+            f"Source [{cite}] gives the {en} of {q_entity}: {value}. I answer with that and cite [{cite}].",
         )
     else:
         final = DONT_KNOW[lang]
         reasoning = _analysis(
             effort,
-            "Not in the sources.",
-            f"No source gives the {en} of {q_entity}.",
-            f"I look for {q_entity} and its {en}. No source gives the {en} of {q_entity}. So I say I don't know.",
+            f"{q_entity}, {en}: not in the sources.",
+            f"The question asks for the {en} of {q_entity}. No source gives the {en} of {q_entity}.",
+            f"The question asks for the {en} of {q_entity}. I look for {q_entity} in the sources. "
+            f"No source gives the {en} of {q_entity}. So I say I don't know.",
         )
     messages = [
         ChatMessage("system", "\n".join(lines)),
