@@ -63,7 +63,7 @@ void tokens(const uint16_t* x, int64_t K, const uint16_t* w, int64_t O, const ui
   // 4 rows a tile for few tokens (more independent accumulator chains), 2 for many (registers)
   constexpr int R = NT <= 4 ? 4 : 2;
   const int64_t tiles = O / R;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < tiles; ++i) tile<R, NT>(x, K, w, i * R, bias, out, O, out_bf16);
   for (int64_t row = tiles * R; row < O; ++row) tile<1, NT>(x, K, w, row, bias, out, O, out_bf16);
 }

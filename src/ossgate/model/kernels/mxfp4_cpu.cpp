@@ -124,7 +124,7 @@ template <int NT>
 void chunk(const Decoder& dec, const uint8_t* blocks, const uint8_t* scales, int64_t O, int64_t G,
            const uint16_t* xe, const uint16_t* xo, int64_t K2, const uint16_t* bias, float* out) {
   // rows in pairs: two independent accumulator chains per token hide vdpbf16ps latency
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
   for (int64_t pr = 0; pr < O / 2; ++pr)
     rows_kernel<2, NT>(dec, blocks, scales, 2 * pr, G, O, xe, xo, K2, bias, out);
   if (O % 2) rows_kernel<1, NT>(dec, blocks, scales, O - 1, G, O, xe, xo, K2, bias, out);
@@ -173,7 +173,7 @@ void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t O, i
     second[2 * j] = 16 + j, second[2 * j + 1] = 48 + j;  // block B
   }
   const __m512i ia = _mm512_loadu_si512(first), ib = _mm512_loadu_si512(second);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
   for (int64_t row = 0; row < O; ++row) {
     alignas(64) int16_t deltas[2 * MAX_PAIRS + 32];
     row_deltas(scales + row * G, G, deltas);
