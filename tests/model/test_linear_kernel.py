@@ -35,3 +35,27 @@ def test_model_linear_uses_the_kernel_only_where_it_applies():
     assert not linear_cpu.applies(x, layer.weight)
     layer(x).float().sum().backward()
     assert layer.weight.grad is not None
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_logits_skip_all_zero_unembedding_rows_exactly(n):
+    from ossgate.model.config import shape_config
+    from ossgate.model.transformer import Transformer
+
+    model = Transformer(shape_config("tiny")).bfloat16()
+    g = torch.Generator().manual_seed(n)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        live = torch.randperm(model.config.vocab_size, generator=g)[:300]
+        model.lm_head.weight[live] = torch.randn(300, model.config.hidden_size, generator=g).bfloat16()
+        hidden = torch.randn(n, model.config.hidden_size, generator=g).bfloat16()
+        full = torch.nn.functional.linear(hidden, model.lm_head.weight)
+        logits = model.logits(hidden)
+        assert model._live_rows() is not None  # the sparse path was taken
+        dead = torch.ones(model.config.vocab_size, dtype=torch.bool)
+        dead[live] = False
+        assert torch.all(logits[:, dead] == 0)
+        assert torch.allclose(logits[:, live].float(), full[:, live].float(), rtol=1e-2, atol=1e-2)
+        model.lm_head.weight.fill_(0.5)  # a weight update is seen: every row is live again
+        assert model._live_rows() is None
+        assert torch.equal(model.logits(hidden), model.lm_head(hidden))

@@ -59,8 +59,12 @@ struct Decoder {
   }
   // 32 bytes (two blocks) + the pair's packed exponent offsets -> weights at even (lo) and odd (hi)
   // positions, bf16
+  // HALF: only the first block exists (the last of a row with an odd block count); the second's lanes
+  // decode to zeros
+  template <bool HALF = false>
   inline void pair(const uint8_t* blk, int32_t deltas, __m512i& lo, __m512i& hi) const {
-    __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)blk));
+    __m512i v = _mm512_cvtepu8_epi16(HALF ? _mm256_maskz_loadu_epi8(0xFFFFu, blk)
+                                          : _mm256_loadu_si256((const __m256i*)blk));
     __m512i ilo = _mm512_ternarylogic_epi32(_mm512_slli_epi16(v, 1), mask, sel_hi, 0xEA);  // 2*(v&15) | block
     __m512i ihi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 3), mask, sel_hi, 0xEA);  // 2*(v>>4) | block
     __m512i tbl = _mm512_mask_add_epi16(base, NONZERO, base, _mm512_set1_epi32(deltas));
@@ -92,12 +96,15 @@ inline void rows_kernel(const Decoder& dec, const uint8_t* blocks, const uint8_t
   const int64_t P = G / 2;
   alignas(64) int16_t deltas[R][2 * MAX_PAIRS + 32];
   for (int r = 0; r < R; ++r) row_deltas(scales + (row + r) * G, G, deltas[r]);
-  for (int64_t p = 0; p < P; ++p) {
+  for (int64_t p = 0; p < (G + 1) / 2; ++p) {
     __m512i wlo[R], whi[R];
     for (int r = 0; r < R; ++r) {
       const uint8_t* b = blocks + ((row + r) * G + 2 * p) * 16;
       _mm_prefetch((const char*)(b + PREFETCH), _MM_HINT_T0);  // past the row end is the next rows
-      dec.pair(b, ((const int32_t*)deltas[r])[p], wlo[r], whi[r]);
+      if (p < P)
+        dec.pair(b, ((const int32_t*)deltas[r])[p], wlo[r], whi[r]);
+      else
+        dec.pair<true>(b, ((const int32_t*)deltas[r])[p], wlo[r], whi[r]);
     }
     for (int t = 0; t < NT; ++t) {
       __m512bh xl = (__m512bh)_mm512_loadu_si512(xe + t * K2 + p * 32);
@@ -134,14 +141,14 @@ void chunk(const Decoder& dec, const uint8_t* blocks, const uint8_t* scales, int
 
 extern "C" {
 
-// out (n, O) fp32 = x (n, K) bf16 @ dequant(blocks, scales)^T + bias (O,) bf16 or null.  K % 64 == 0.
+// out (n, O) fp32 = x (n, K) bf16 @ dequant(blocks, scales)^T + bias (O,) bf16 or null.  K % 32 == 0.
 void mxfp4_linear(const uint16_t* x, int64_t n, const uint8_t* blocks, const uint8_t* scales, int64_t O,
                   int64_t K, const uint16_t* bias, float* out) {
   static const Decoder dec;
-  const int64_t G = K / 32, K2 = K / 2;
-  std::vector<uint16_t> xe(n * K2), xo(n * K2);  // activations split into even and odd positions
+  const int64_t G = K / 32, K2 = (G + 1) / 2 * 32;  // K2: a row's even (odd) positions, padded to whole pairs
+  std::vector<uint16_t> xe(n * K2), xo(n * K2);  // activations split into even and odd positions, zero-padded
   for (int64_t t = 0; t < n; ++t)
-    for (int64_t i = 0; i < K2; ++i) {
+    for (int64_t i = 0; i < K / 2; ++i) {
       xe[t * K2 + i] = x[t * K + 2 * i];
       xo[t * K2 + i] = x[t * K + 2 * i + 1];
     }
@@ -183,6 +190,11 @@ void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t O, i
       uint16_t* dst = out + row * K + p * 64;
       _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(lo, ia, hi));
       _mm512_storeu_si512(dst + 32, _mm512_permutex2var_epi16(lo, ib, hi));
+    }
+    if (G % 2) {  // the last, unpaired block
+      __m512i lo, hi;
+      dec.pair<true>(blocks + (row * G + G - 1) * 16, ((const int32_t*)deltas)[G / 2], lo, hi);
+      _mm512_storeu_si512(out + row * K + (G - 1) * 32, _mm512_permutex2var_epi16(lo, ia, hi));
     }
   }
 }

@@ -54,8 +54,8 @@ def available() -> bool:
 
 
 def supports(blocks: torch.Tensor, scales: torch.Tensor) -> bool:
-    """Whether these packed weights can take the native path (CPU, K a multiple of 64 and ≤ 16384, scales in range)."""
-    if blocks.device.type != "cpu" or blocks.shape[-2] % 2 or blocks.shape[-2] > MAX_GROUPS or not available():
+    """Whether these packed weights can take the native path (CPU, K ≤ 16384, scales in range)."""
+    if blocks.device.type != "cpu" or blocks.shape[-2] > MAX_GROUPS or not available():
         return False
     lo, hi = int(scales.min()), int(scales.max())
     return SCALE_RANGE[0] <= lo and hi <= SCALE_RANGE[1]
