@@ -97,6 +97,29 @@ def test_experts_forward_matches_the_fp32_reference(T):
     assert experts.native() == mxfp4_cpu.available()
 
 
+@needs_native
+@pytest.mark.parametrize("D", [128, 160])  # 160: an unpaired last block, as in gpt-oss-nano
+def test_fused_layer_equals_expert_by_expert(D):
+    config = shape_config("tiny", hidden_size=D, intermediate_size=96, num_local_experts=6, num_experts_per_tok=3)
+    experts = Experts(config)
+    g = torch.Generator().manual_seed(D)
+    for name, buf in experts.named_buffers():
+        lo, hi = (0, 256) if name.endswith("blocks") else (118, 124)
+        buf.copy_(torch.randint(lo, hi, buf.shape, dtype=torch.uint8, generator=g))
+    for p in experts.parameters():
+        p.data = (0.1 * torch.randn(p.shape, generator=g)).bfloat16()
+    x = torch.randn(5, D, generator=g).bfloat16()
+    idx = torch.stack([torch.randperm(6, generator=g)[:3] for _ in range(5)])
+    w = torch.softmax(torch.randn(5, 3, generator=g), -1).bfloat16()
+    fused = experts(x, idx, w)  # every expert has <= 5 tokens: the one-call layer
+    by_expert = torch.zeros(5, D)
+    for e in range(6):
+        tok, slot = (idx == e).nonzero().unbind(1)
+        if len(tok):
+            mxfp4_cpu.scatter_add(by_expert, tok, experts.expert(e, x[tok]), w[tok, slot].float())
+    assert torch.equal(fused, by_expert.bfloat16())
+
+
 def test_scales_outside_the_exact_range_fall_back_to_pytorch():
     experts = _experts(scale_range=(1, 3))  # scale byte 1: 0.5 * 2**-126 is subnormal, the exponent trick is not exact
     assert not experts.native()

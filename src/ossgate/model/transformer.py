@@ -236,13 +236,17 @@ class Experts(nn.Module):
 
     def forward(self, x: torch.Tensor, expert_idx: torch.Tensor, expert_w: torch.Tensor) -> torch.Tensor:
         """x (T, D), expert_idx and expert_w (T, k) -> (T, D): tokens grouped by expert, one matmul each."""
+        native = x.dtype == torch.bfloat16 and self.native()
+        counts = torch.bincount(expert_idx.flatten(), minlength=self.gate_up_proj_bias.shape[0])
+        if native and int(counts.max()) <= mxfp4_cpu.FUSED_MAX_TOKENS:  # a decode step: the whole layer natively
+            up = (self.gate_up_proj_blocks, self.gate_up_proj_scales, self.gate_up_proj_bias)
+            down = (self.down_proj_blocks, self.down_proj_scales, self.down_proj_bias)
+            return mxfp4_cpu.moe_decode(x, expert_idx, expert_w, up, down, self.alpha, self.limit).to(x.dtype)
         out = torch.zeros_like(x, dtype=torch.float32)
         flat = expert_idx.flatten()  # (T*k,)
         order = flat.argsort()
-        counts = torch.bincount(flat, minlength=self.gate_up_proj_bias.shape[0])
         token_of = order // expert_idx.shape[1]
         weight_of = expert_w.flatten()[order].float()
-        native = x.dtype == torch.bfloat16 and self.native()
         start = 0
         for e, n in enumerate(counts.tolist()):
             if n == 0:

@@ -127,34 +127,38 @@ inline void rows_kernel(const Decoder& dec, const uint8_t* blocks, const uint8_t
   }
 }
 
+// Work-shares the rows among the threads of the enclosing parallel region (serial outside one).
 template <int NT>
 void chunk(const Decoder& dec, const uint8_t* blocks, const uint8_t* scales, int64_t O, int64_t G,
            const uint16_t* xe, const uint16_t* xo, int64_t K2, const uint16_t* bias, float* out) {
   // rows in pairs: two independent accumulator chains per token hide vdpbf16ps latency
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp for schedule(dynamic, 16)
   for (int64_t pr = 0; pr < O / 2; ++pr)
     rows_kernel<2, NT>(dec, blocks, scales, 2 * pr, G, O, xe, xo, K2, bias, out);
-  if (O % 2) rows_kernel<1, NT>(dec, blocks, scales, O - 1, G, O, xe, xo, K2, bias, out);
+  if (O % 2) {
+#pragma omp single
+    rows_kernel<1, NT>(dec, blocks, scales, O - 1, G, O, xe, xo, K2, bias, out);
+  }
 }
 
-}  // namespace
-
-extern "C" {
-
-// out (n, O) fp32 = x (n, K) bf16 @ dequant(blocks, scales)^T + bias (O,) bf16 or null.  K % 32 == 0.
-void mxfp4_linear(const uint16_t* x, int64_t n, const uint8_t* blocks, const uint8_t* scales, int64_t O,
-                  int64_t K, const uint16_t* bias, float* out) {
-  static const Decoder dec;
-  const int64_t G = K / 32, K2 = (G + 1) / 2 * 32;  // K2: a row's even (odd) positions, padded to whole pairs
-  std::vector<uint16_t> xe(n * K2), xo(n * K2);  // activations split into even and odd positions, zero-padded
-  for (int64_t t = 0; t < n; ++t)
+// Even and odd positions of n rows of x (n, K) into xe, xo (n, K2), zero-padded to whole pairs.
+void split_even_odd(const uint16_t* x, int64_t n, int64_t K, int64_t K2, uint16_t* xe, uint16_t* xo) {
+  for (int64_t t = 0; t < n; ++t) {
     for (int64_t i = 0; i < K / 2; ++i) {
       xe[t * K2 + i] = x[t * K + 2 * i];
       xo[t * K2 + i] = x[t * K + 2 * i + 1];
     }
+    for (int64_t i = K / 2; i < K2; ++i) xe[t * K2 + i] = xo[t * K2 + i] = 0;
+  }
+}
+
+// out (n, O) = x @ W^T + bias with x already split; n <= 8 per call of a chunk. Inside a parallel region.
+void linear_split(const Decoder& dec, const uint16_t* xe, const uint16_t* xo, int64_t n, const uint8_t* blocks,
+                  const uint8_t* scales, int64_t O, int64_t K, const uint16_t* bias, float* out) {
+  const int64_t G = K / 32, K2 = (G + 1) / 2 * 32;
   constexpr int64_t NT = 8;  // tokens sharing one decode of the weights
   for (int64_t t0 = 0; t0 < n; t0 += NT) {
-    const uint16_t *e = xe.data() + t0 * K2, *o = xo.data() + t0 * K2;
+    const uint16_t *e = xe + t0 * K2, *o = xo + t0 * K2;
     float* y = out + t0 * O;
     switch (std::min(NT, n - t0)) {
       case 1: chunk<1>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
@@ -165,6 +169,78 @@ void mxfp4_linear(const uint16_t* x, int64_t n, const uint8_t* blocks, const uin
       case 6: chunk<6>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
       case 7: chunk<7>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
       default: chunk<8>(dec, blocks, scales, O, G, e, o, K2, bias, y); break;
+    }
+  }
+}
+
+inline uint16_t float_to_bf16(float v) {
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);  // round to nearest even
+}
+
+inline float swiglu_one(float gate, float up, float alpha, float limit) {
+  gate = std::min(gate, limit);
+  up = std::min(std::max(up, -limit), limit);
+  return gate / (1.0f + expf(-alpha * gate)) * (up + 1.0f);
+}
+
+}  // namespace
+
+extern "C" {
+
+// out (n, O) fp32 = x (n, K) bf16 @ dequant(blocks, scales)^T + bias (O,) bf16 or null.  K % 32 == 0.
+void mxfp4_linear(const uint16_t* x, int64_t n, const uint8_t* blocks, const uint8_t* scales, int64_t O,
+                  int64_t K, const uint16_t* bias, float* out) {
+  static const Decoder dec;
+  const int64_t K2 = (K / 32 + 1) / 2 * 32;  // a row's even (odd) positions, padded to whole pairs
+  std::vector<uint16_t> xe(n * K2), xo(n * K2);
+  split_even_odd(x, n, K, K2, xe.data(), xo.data());
+#pragma omp parallel
+  linear_split(dec, xe.data(), xo.data(), n, blocks, scales, O, K, bias, out);
+}
+
+// A whole MoE layer for a decode step (every expert gets at most a few tokens), in one call and one
+// parallel region: for each routed expert, its tokens go through gate_up (fused MXFP4), SwiGLU and
+// down, and are added to out (T, D) fp32 with their routing weights. Experts are (E, rows, K/32, 16)
+// blocks, (E, rows, K/32) scales and (E, rows) bf16 biases, as in the checkpoint.
+void moe_decode(const uint16_t* x, int64_t T, int64_t D, const int64_t* idx, const float* w, int64_t k,
+                int64_t E, int64_t I, const uint8_t* up_blocks, const uint8_t* up_scales, const uint16_t* up_bias,
+                const uint8_t* down_blocks, const uint8_t* down_scales, const uint16_t* down_bias, float alpha,
+                float limit, float* out) {
+  static const Decoder dec;
+  std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert -> (token, weight)
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < k; ++j) routed[idx[t * k + j]].push_back({t, w[t * k + j]});
+  int64_t most = 0;
+  for (auto& r : routed) most = std::max<int64_t>(most, r.size());
+  const int64_t Dk2 = (D / 32 + 1) / 2 * 32, Ik2 = (I / 32 + 1) / 2 * 32;
+  std::vector<uint16_t> xg(most * D), xe(most * Dk2), xo(most * Dk2), h(most * I), he(most * Ik2),
+      ho(most * Ik2);
+  std::vector<float> up(most * 2 * I), y(most * D);
+#pragma omp parallel
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = routed[e].size();
+    if (n == 0) continue;
+#pragma omp single
+    {
+      for (int64_t i = 0; i < n; ++i) memcpy(&xg[i * D], x + routed[e][i].first * D, D * 2);
+      split_even_odd(xg.data(), n, D, Dk2, xe.data(), xo.data());
+    }
+    linear_split(dec, xe.data(), xo.data(), n, up_blocks + e * 2 * I * (D / 32) * 16,
+                 up_scales + e * 2 * I * (D / 32), 2 * I, D, up_bias + e * 2 * I, up.data());
+#pragma omp single
+    {
+      for (int64_t i = 0; i < n * I; ++i) h[i] = float_to_bf16(swiglu_one(up[2 * i], up[2 * i + 1], alpha, limit));
+      split_even_odd(h.data(), n, I, Ik2, he.data(), ho.data());
+    }
+    linear_split(dec, he.data(), ho.data(), n, down_blocks + e * D * (I / 32) * 16, down_scales + e * D * (I / 32),
+                 D, I, down_bias + e * D, y.data());
+#pragma omp single
+    for (int64_t i = 0; i < n; ++i) {
+      float* o = out + routed[e][i].first * D;
+      const float wi = routed[e][i].second;
+      for (int64_t j = 0; j < D; ++j) o[j] += wi * y[i * D + j];
     }
   }
 }
@@ -203,14 +279,7 @@ void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t O, i
 // Single-threaded on purpose: it is cheap, and a parallel region costs a scheduler time slice
 // whenever another process holds one of the cores.
 void swiglu_bf16(const float* h, int64_t n, int64_t I, float alpha, float limit, uint16_t* out) {
-  for (int64_t i = 0; i < n * I; ++i) {
-    float gate = std::min(h[2 * i], limit);
-    float up = std::min(std::max(h[2 * i + 1], -limit), limit);
-    float v = gate / (1.0f + expf(-alpha * gate)) * (up + 1.0f);
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    out[i] = (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);  // round to nearest even
-  }
+  for (int64_t i = 0; i < n * I; ++i) out[i] = float_to_bf16(swiglu_one(h[2 * i], h[2 * i + 1], alpha, limit));
 }
 
 // out[tok[i], :] += w[i] * y[i, :] for the n rows one expert produced; out (T, D) fp32.

@@ -45,6 +45,9 @@ def _library() -> ctypes.CDLL | None:
     lib.swiglu_bf16.restype = None
     lib.scatter_add_rows.argtypes = [ptr, i64, ptr, ptr, ptr, i64]
     lib.scatter_add_rows.restype = None
+    f32 = ctypes.c_float
+    lib.moe_decode.argtypes = [ptr, i64, i64, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, f32, f32, ptr]
+    lib.moe_decode.restype = None
     return lib
 
 
@@ -114,3 +117,32 @@ def scatter_add(out: torch.Tensor, tok: torch.Tensor, y: torch.Tensor, w: torch.
     assert out.dtype == torch.float32 and out.is_contiguous(), "scatter_add needs a contiguous fp32 output"
     y, tok, w = y.float().contiguous(), tok.to(torch.int64).contiguous(), w.float().contiguous()
     _library().scatter_add_rows(out.data_ptr(), out.shape[1], y.data_ptr(), tok.data_ptr(), w.data_ptr(), y.shape[0])
+
+
+def moe_decode(
+    x: Tensor,
+    expert_idx: Tensor,
+    expert_w: Tensor,
+    up: tuple[Tensor, Tensor, Tensor],
+    down: tuple[Tensor, Tensor, Tensor],
+    alpha: float,
+    limit: float,
+) -> Tensor:
+    """A whole MoE layer in one native call, for steps where no expert gets more than FUSED_MAX_TOKENS tokens.
+
+    x (T, D) bf16, expert_idx (T, k), expert_w (T, k); up/down = every expert's (blocks, scales, bias)
+    -> (T, D) fp32, the routing-weighted sum of the experts' outputs. One parallel region for the layer
+    instead of two per expert, and no Python between experts.
+    """
+    T, D = x.shape
+    E, two_i = up[2].shape
+    x = x.to(torch.bfloat16).contiguous()
+    idx, w = expert_idx.to(torch.int64).contiguous(), expert_w.float().contiguous()
+    up = tuple(t.contiguous() for t in up[:2]) + (up[2].to(torch.bfloat16).contiguous(),)
+    down = tuple(t.contiguous() for t in down[:2]) + (down[2].to(torch.bfloat16).contiguous(),)
+    out = torch.zeros(T, D, dtype=torch.float32)
+    _library().moe_decode(
+        x.data_ptr(), T, D, idx.data_ptr(), w.data_ptr(), idx.shape[1], E, two_i // 2,
+        *(t.data_ptr() for t in up), *(t.data_ptr() for t in down), alpha, limit, out.data_ptr(),
+    )  # fmt: skip
+    return out
