@@ -51,7 +51,13 @@ class SequenceKV:
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor):
         L = k.shape[0]
         ring = self.ring_pos[layer]
-        if ring is not None:
+        if ring is not None and L == 1:
+            # one token: its slot held position p - W, which its query can no longer see, so write
+            # first and attend over the ring alone (no copy of the window)
+            slot = int(positions[0]) % ring.shape[0]
+            self.k[layer][slot], self.v[layer][slot], ring[slot] = k[0], v[0], positions[0]
+            keys, values, k_pos = self.k[layer], self.v[layer], ring
+        elif ring is not None:
             W = ring.shape[0]
             keys, values, k_pos = (
                 torch.cat((self.k[layer], k)),

@@ -28,7 +28,7 @@ from torch import nn
 
 from ossgate.model import mxfp4
 from ossgate.model.config import ModelConfig
-from ossgate.model.kernels import linear_cpu, mxfp4_cpu
+from ossgate.model.kernels import attention_cpu, linear_cpu, mxfp4_cpu
 
 
 class KVCache(Protocol):
@@ -162,7 +162,11 @@ class Attention(nn.Module):
                 keys, values, k_pos = k[sl], v[sl], positions[sl]
             else:
                 keys, values, k_pos = caches[i].update(self.layer, k[sl], v[sl], positions[sl])
-            outs.append(sdpa_with_sinks(q[sl], keys, values, self.sinks, positions[sl], k_pos, self.window))
+            if attention_cpu.applies(q[sl], keys):  # a decoding token: one native call
+                pos = int(positions[start - 1])
+                outs.append(attention_cpu.decode(q[sl], keys, values, self.sinks, pos, k_pos, self.window))
+            else:
+                outs.append(sdpa_with_sinks(q[sl], keys, values, self.sinks, positions[sl], k_pos, self.window))
         return self.o_proj(torch.cat(outs) if len(outs) > 1 else outs[0])
 
 
