@@ -9,6 +9,7 @@ throughput (at the highest concurrency). Targets: < 2 ms p50 per request, < 5 % 
     python bench/serve.py                                  # the nano model (default), chat completions
     python bench/serve.py --model /tmp/tiny --api completions --max-tokens 32
                                                            # random weights: raw completions stream every token
+    python bench/serve.py --engine thread                  # the server's engine loop in a thread, not a process
 
 Results go to bench/results/serve.md (and serve.png when matplotlib is installed).
 """
@@ -173,10 +174,10 @@ async def served(base: str, api: str, clients: int, requests: int, max_tokens: i
     return Run("server", clients, time.perf_counter() - t0, [s for r in results for s in r])
 
 
-def start_server(model_dir: Path | None, port: int, home: Path) -> subprocess.Popen:
+def start_server(model_dir: Path | None, port: int, home: Path, engine: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ossgate.server.cli", "serve", "--port", str(port), "--log-level", "warning"]
     if model_dir is not None:
-        cmd += ["--model", str(model_dir), "--name", "bench"]
+        cmd += ["--model", str(model_dir), "--name", "bench", "--engine", engine]
     # the default configuration, tracing included: its cost is part of the server's overhead
     env = {**os.environ, "OSSGATE_HOME": str(home), "OSSGATE_DATABASE_URL": f"sqlite:///{home / 'bench-server.db'}"}
     proc = subprocess.Popen(cmd, env=env)
@@ -222,6 +223,7 @@ def report(runs: list[Run], args, device: str) -> str:
     cmd = "python bench/serve.py " + " ".join(sys.argv[1:])
     return (
         f"# ossgate serve benchmark\n\n{device}; model {args.model or 'gpt-oss-nano'}; api {args.api}; "
+        f"server engine: {args.engine}; "
         f"max_tokens {args.max_tokens}; {args.requests} requests per client; greedy.\n\n"
         f"Command: `{cmd}`\n\n" + "\n".join(rows) + "\n\n" + "\n".join(lines) + "\n"
     )
@@ -255,6 +257,9 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=4, help="requests per client")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--port", type=int, default=18431)
+    p.add_argument(
+        "--engine", choices=["process", "thread"], default="process", help="where the server runs its engine loop"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.md")
     args = p.parse_args()
 
@@ -280,7 +285,7 @@ def main() -> None:
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
-        server = start_server(model_dir, args.port, data_dir())
+        server = start_server(model_dir, args.port, data_dir(), args.engine)
         try:
             task = progress.add_task("through ossgate serve", total=total)
             base = f"http://127.0.0.1:{args.port}"

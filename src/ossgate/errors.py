@@ -69,3 +69,11 @@ class UpstreamError(OssgateError):
 
     status = 502
     type = "upstream_error"
+
+
+class EngineUnavailable(OssgateError):
+    """The engine process is gone (crashed or killed); the server must be restarted."""
+
+    status = 503
+    type = "server_error"
+    code = "engine_unavailable"

@@ -253,7 +253,6 @@ class StreamParser:
 
     def __init__(self) -> None:
         self._parser = oh.StreamableParser(encoding(), oh.Role.ASSISTANT)
-        self._last_count = 0
         self.tokens: list[int] = []
 
     def feed(self, token: int) -> Delta | None:
@@ -262,8 +261,8 @@ class StreamParser:
             self._parser.process(token)
         except oh.HarmonyError as e:
             raise MalformedHarmony(f"model output is not valid harmony: {e}") from e
-        started = len(self._parser.messages) != self._last_count
-        self._last_count = len(self._parser.messages)
+        # (a token that ends a message carries no text, so the first delta of a message is the one whose
+        # text is all the message's content so far; `parser.messages` is not read: it round-trips JSON)
         text = self._parser.last_content_delta
         if not text:
             return None
@@ -273,7 +272,7 @@ class StreamParser:
             channel=channel,
             text=text,
             tool_name=name,
-            new_message=started or len(self._parser.current_content) == len(text),
+            new_message=len(self._parser.current_content) == len(text),
         )
 
     def finish(self) -> Completion:

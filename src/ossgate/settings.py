@@ -49,6 +49,10 @@ class ModelSettings(BaseModel):
     path: Path | None = None
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     device: str = "cpu"
+    # native: where the engine's step loop runs. "process": its own process, so the step loop and the HTTP
+    # side never share a GIL (vLLM V1's design). "thread": a thread of the server process, one process to
+    # watch. On the loaded 2-core test machine both measured alike (bench/results/serve.md).
+    engine: Literal["process", "thread"] = "process"
     # openai: the upstream's base URL including /v1, e.g. http://127.0.0.1:8001/v1
     upstream: str | None = None
     upstream_model: str | None = Field(None, description="the name the upstream knows it by; default: name")

@@ -1,4 +1,8 @@
-"""The native backend: the ossgate engine in this process, with harmony rendering and parsing."""
+"""The native backend: the ossgate engine, with harmony rendering and parsing.
+
+The engine's step loop runs in its own process (`engine = "process"`, the default: see
+engine/engine_process.py) or in a thread of the server (`engine = "thread"`); both offer the same interface.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from ossgate.backends.base import (
 from ossgate.backends.turn_decoder import StopMatcher, TurnDecoder, token_logprob
 from ossgate.engine.async_engine import AsyncEngine
 from ossgate.engine.core import EngineConfig, EngineCore
+from ossgate.engine.engine_process import EngineSpec, ProcessEngine
 from ossgate.engine.request import TokenEvent
 from ossgate.engine.sampling import SamplingParams
 from ossgate.errors import CheckpointError, ContextOverflow, InvalidRequest
@@ -31,7 +36,6 @@ log = logging.getLogger(__name__)
 
 # gpt-oss has no grammar-constrained decoding here, so `tool_choice: required` is asked for in words.
 REQUIRED_TOOL_INSTRUCTION = "You must call one of the provided functions now; do not answer the user directly."
-PROMPT_LOGPROB_CHUNK = 512  # rows of logits materialised at once when scoring a prompt (V floats each)
 
 
 def checkpoint_path(settings: ModelSettings) -> Path:
@@ -60,31 +64,54 @@ class NativeBackend:
         self.name = settings.name
         self.max_running = settings.max_running
         self.context: int | None = settings.context
-        self.engine: AsyncEngine | None = None
+        self.engine: AsyncEngine | ProcessEngine | None = None
         self._active: set[str] = set()
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from ossgate.model.checkpoint import load_model  # noqa: PLC0415 - torch-heavy, load in lifespan only
-
         path = checkpoint_path(self.settings)
-        dtype = torch.bfloat16 if self.settings.dtype == "bfloat16" else torch.float32
-        log.info("loading %s from %s", self.name, path)
-        model = await asyncio.to_thread(load_model, path, dtype, self.settings.device, False)
-        model_context = model.config.max_position_embeddings
-        self.context = min(self.settings.context or model_context, model_context)
-        config = EngineConfig(
+        log.info("loading %s from %s (engine: %s)", self.name, path, self.settings.engine)
+        if self.settings.engine == "process":
+            self.engine = ProcessEngine(
+                EngineSpec(
+                    checkpoint=path,
+                    dtype=self.settings.dtype,
+                    device=self.settings.device,
+                    config=self._engine_config(None),
+                    torch_threads=torch.get_num_threads(),  # as configured for this server (torch_threads)
+                    log_level=logging.getLogger().getEffectiveLevel(),
+                )
+            )
+            await self.engine.start()
+            self.context = self._context_of(self.engine)
+        else:
+            from ossgate.model.checkpoint import load_model  # noqa: PLC0415 - torch-heavy, load in lifespan only
+
+            dtype = torch.bfloat16 if self.settings.dtype == "bfloat16" else torch.float32
+            model = await asyncio.to_thread(load_model, path, dtype, self.settings.device, False)
+            self.engine = AsyncEngine(EngineCore(model, self._engine_config(model.config.max_position_embeddings)))
+            self.engine.start()
+            self.context = self._context_of(self.engine)
+        await asyncio.to_thread(harmony.encoding)  # load the vocabulary now, not on the first request
+        await self._warm_up()
+
+    def _engine_config(self, model_context: int | None) -> EngineConfig:
+        """model_context None: the engine caps the context at the model's own (it knows the model)."""
+        context = self.settings.context
+        if context is not None and model_context is not None:
+            context = min(context, model_context)
+        return EngineConfig(
             max_running=self.settings.max_running,
             max_tokens_per_step=self.settings.max_tokens_per_step,
             kv_budget_bytes=self.settings.kv_budget_mb * 1024**2,
             prefix_cache_bytes=self.settings.prefix_cache_mb * 1024**2,
-            max_context=self.context,
+            max_context=context,
         )
-        self.engine = AsyncEngine(EngineCore(model, config))
-        self.engine.start()
-        await asyncio.to_thread(harmony.encoding)  # load the vocabulary now, not on the first request
-        await self._warm_up()
+
+    def _context_of(self, engine) -> int:
+        model_context = engine.model_config.max_position_embeddings
+        return min(self.settings.context or model_context, model_context)
 
     async def _warm_up(self) -> None:
         """One short generation at start-up: the first forward pass builds/loads kernels (seconds to tens of
@@ -94,9 +121,14 @@ class NativeBackend:
         async for _ in stream:
             pass
 
+    @property
+    def alive(self) -> bool:
+        """False once the engine is gone (its process died): every request fails with 503."""
+        return self.engine is not None and self.engine.alive
+
     async def close(self) -> None:
         if self.engine is not None:
-            await asyncio.to_thread(self.engine.shutdown)
+            await self.engine.aclose()
 
     def abort(self, request_id: str) -> None:
         if self.engine is not None and request_id in self._active:
@@ -141,7 +173,7 @@ class NativeBackend:
                     param="max_tokens",
                 )
             return asked
-        budget = self.engine.core.budget
+        budget = self.engine.budget
         fits = (budget.limit_bytes - budget.per_sequence) // budget.per_token - prompt_len
         default = self.settings.default_max_tokens or room
         return max(1, min(default, room, fits))
@@ -210,7 +242,7 @@ class NativeBackend:
     def _prompt_ids(self, prompt: str | list[int]) -> list[int]:
         if isinstance(prompt, str):
             return harmony.text_tokens(prompt)
-        vocab = self.engine.model.config.vocab_size
+        vocab = self.engine.model_config.vocab_size
         if bad := [t for t in prompt if not 0 <= t < vocab]:
             raise InvalidRequest(f"prompt token {bad[0]} is outside the vocabulary (0..{vocab - 1})", param="prompt")
         return list(prompt)
@@ -222,7 +254,7 @@ class NativeBackend:
             raise InvalidRequest("the prompt is empty", param="prompt")
         echo_logprobs = None
         if turn.echo and turn.sampling.logprobs is not None:
-            echo_logprobs = await asyncio.to_thread(self.prompt_logprobs, prompt, turn.sampling.logprobs)
+            echo_logprobs = await self.prompt_logprobs(prompt, turn.sampling.logprobs)
         echo = CompletionEvent(text=harmony.encoding().decode(prompt), logprobs=echo_logprobs) if turn.echo else None
         if turn.sampling.max_tokens == 0:  # scoring only (lm-evaluation-harness log-likelihood)
             if len(prompt) > (self.context or 0):
@@ -274,32 +306,7 @@ class NativeBackend:
             self._active.discard(request_id)
             await stream.aclose()
 
-    @torch.inference_mode()
-    def prompt_logprobs(self, prompt: list[int], top_n: int) -> list[TokenLogprob | None]:
-        """Log-probability of each prompt token given the ones before it (None for the first), plus top-N.
-
-        A separate forward pass with its own KV cache: the engine step loop only samples last positions.
-        """
-        model = self.engine.model
-        cache = self.engine.core.make_cache(len(prompt))
-        out: list[TokenLogprob | None] = [None]
-        for start in range(0, len(prompt), PROMPT_LOGPROB_CHUNK):
-            chunk = prompt[start : start + PROMPT_LOGPROB_CHUNK]
-            hidden = model(
-                torch.tensor(chunk, device=model.device),
-                torch.arange(start, start + len(chunk), device=model.device),
-                [len(chunk)],
-                [cache],
-            )
-            logprobs = torch.log_softmax(model.logits(hidden).float(), dim=-1)  # (chunk, V)
-            for i in range(len(chunk)):
-                pos = start + i
-                if pos + 1 >= len(prompt):
-                    break
-                nxt = prompt[pos + 1]
-                top: list[tuple[int, float]] = []
-                if top_n:
-                    values, ids = torch.topk(logprobs[i], top_n)
-                    top = list(zip(ids.tolist(), values.tolist(), strict=True))
-                out.append(token_logprob(nxt, float(logprobs[i, nxt]), top))
-        return out
+    async def prompt_logprobs(self, prompt: list[int], top_n: int) -> list[TokenLogprob | None]:
+        """Log-probability of each prompt token given the ones before it (None for the first), plus top-N."""
+        scores = await self.engine.score(prompt, top_n)
+        return [None if s is None else token_logprob(*s) for s in scores]

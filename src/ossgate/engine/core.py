@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -27,12 +28,17 @@ class EngineConfig:
     max_context: int | None = None  # default: the model's max_position_embeddings
 
 
-def harmony_prefix_boundary(prompt: list[int]) -> int:
-    """Length of the prompt's cacheable head: through the developer message (else the system message)."""
+@functools.cache
+def _harmony_ids() -> tuple[int, int, int]:
+    """<|end|>, <|start|> and the first token of "developer" (the tokenizer is slow to ask, so once)."""
     from ossgate.harmony import special_token_id, text_tokens
 
-    end, start = special_token_id("<|end|>"), special_token_id("<|start|>")
-    developer = text_tokens("developer")[0]
+    return special_token_id("<|end|>"), special_token_id("<|start|>"), text_tokens("developer")[0]
+
+
+def harmony_prefix_boundary(prompt: list[int]) -> int:
+    """Length of the prompt's cacheable head: through the developer message (else the system message)."""
+    end, start, developer = _harmony_ids()
     boundary, last_start = 0, -1
     for i, t in enumerate(prompt):  # one pass: prompts reach 131072 tokens
         if t == start:

@@ -18,7 +18,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from ossgate.errors import OssgateError
+from ossgate.errors import InvalidRequest, OssgateError
 from ossgate.settings import ModelSettings, Settings
 
 keys_app = typer.Typer(
@@ -43,6 +43,10 @@ def serve_command(
         str | None, typer.Option(help="the model name clients use with --model (default: its directory name)")
     ] = None,
     allow_unauthenticated: Annotated[bool, typer.Option(help="allow a non-loopback address without API keys")] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="with --model: run the engine in its own 'process' (default) or in a 'thread' of the server"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API (chat completions, responses, completions, embeddings, …)."""
@@ -54,7 +58,10 @@ def serve_command(
         if allow_unauthenticated:
             overrides["allow_unauthenticated"] = True
         if model is not None:
-            overrides["models"] = [ModelSettings(name=name or model.resolve().name, path=model)]
+            extra = {"engine": engine} if engine else {}
+            overrides["models"] = [ModelSettings(name=name or model.resolve().name, path=model, **extra)]
+        elif engine:
+            raise InvalidRequest("--engine goes with --model; in ossgate.toml set `engine` under [[models]]")
         settings = Settings.load(config, **overrides)
         _check_exposure_early(settings)
     except OssgateError as e:

@@ -10,7 +10,8 @@ from ossgate.server.access import ApiKey
 from ossgate.server.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a sync dependency in its thread pool, a thread hop on every request
     return request.app.state.services
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from ossgate.server.deps import ServicesDep
 
@@ -14,17 +15,24 @@ metrics_router = APIRouter(tags=["health"])  # mounted when ossgate.observe (the
 
 @router.get("/health")
 async def health(services: ServicesDep) -> dict[str, Any]:
+    """200 with status ok | draining; 503 with status engine_down once a native engine's process has died."""
     draining = any(g.draining for g in services.gates.values())
     models = {}
+    down = False
     for name, backend in services.router.backends.items():
         gate = services.gates[name]
+        alive = getattr(backend, "alive", True)  # native backends: is the engine (process) still there
+        down = down or not alive
         models[name] = {
             "backend": backend.kind,
             "in_flight": gate.in_flight,
             "rejected": gate.rejected,
+            **({} if alive else {"engine": "down"}),
             **backend.stats(),
         }
-    return {"status": "draining" if draining else "ok", "pipeline": services.pipeline.names, "models": models}
+    status = "engine_down" if down else "draining" if draining else "ok"
+    body = {"status": status, "pipeline": services.pipeline.names, "models": models}
+    return JSONResponse(body, status_code=503) if down else body
 
 
 def _admission_lines(services) -> str:
