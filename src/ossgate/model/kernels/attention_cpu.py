@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ossgate.model.kernels import build
+from ossgate.model.kernels.build import I64, PTR
 
 SOURCE = Path(__file__).with_name("attention_cpu.cpp")
 # Visible keys up to which one native call beats PyTorch's ops (it is single-threaded).
@@ -22,12 +23,7 @@ MAX_KEYS = 4096
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    lib = build.load(SOURCE)
-    if lib is not None:
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.attention_decode.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr, i64, i64, i64, ptr, ptr]
-        lib.attention_decode.restype = None
-    return lib
+    return build.load(SOURCE, {"attention_decode": [PTR, I64, I64, I64, PTR, PTR, PTR, I64, I64, I64, PTR, PTR]})
 
 
 def applies(q: Tensor, k: Tensor) -> bool:

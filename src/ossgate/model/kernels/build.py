@@ -21,6 +21,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+# argument types of the C functions
+I32, I64, F32, PTR = ctypes.c_int32, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
 REQUIRED_CPU_FLAGS = ("avx512f", "avx512bw", "avx512_bf16")
 
 
@@ -60,8 +62,9 @@ def _build(compiler: str, source: Path) -> Path:
     return target
 
 
-def load(source: Path) -> ctypes.CDLL | None:
-    """The compiled library for `source`, or None where native kernels can't run here."""
+def load(source: Path, functions: dict[str, list]) -> ctypes.CDLL | None:
+    """The compiled library for `source` with `functions` (name -> argument types, all return void) typed,
+    or None where native kernels can't run here."""
     if os.environ.get("OSSGATE_NATIVE_KERNELS", "1") == "0":
         return None
     missing = [f for f in REQUIRED_CPU_FLAGS if f not in cpu_flags()]
@@ -70,8 +73,12 @@ def load(source: Path) -> ctypes.CDLL | None:
         log.info("CPU kernels off (%s); using the PyTorch path", f"CPU lacks {missing}" if missing else "no g++")
         return None
     try:
-        return ctypes.CDLL(str(_build(compiler, source)))
+        lib = ctypes.CDLL(str(_build(compiler, source)))
     except (subprocess.CalledProcessError, OSError) as e:
         detail = e.stderr[-2000:] if isinstance(e, subprocess.CalledProcessError) else e
         log.warning("could not build %s, using the PyTorch path: %s", source.name, detail)
         return None
+    for name, argtypes in functions.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+    return lib

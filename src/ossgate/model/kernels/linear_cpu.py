@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ossgate.model.kernels import build
+from ossgate.model.kernels.build import I32, I64, PTR
 
 SOURCE = Path(__file__).with_name("linear_cpu.cpp")
 # Tokens up to which the kernel beats PyTorch's bf16 GEMM (oneDNN, AMX where present) on weights
@@ -25,12 +26,7 @@ MAX_TOKENS = 2
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    lib = build.load(SOURCE)
-    if lib is not None:
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.bf16_linear.argtypes = [ptr, i64, ptr, i64, i64, ptr, ptr, ctypes.c_int32]
-        lib.bf16_linear.restype = None
-    return lib
+    return build.load(SOURCE, {"bf16_linear": [PTR, I64, PTR, I64, I64, PTR, PTR, I32]})
 
 
 def available() -> bool:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ossgate.model.kernels import build
+from ossgate.model.kernels.build import F32, I64, PTR
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +34,17 @@ MAX_GROUPS = 512  # blocks per row the kernel's stack buffers hold (MAX_PAIRS in
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    lib = build.load(SOURCE)
-    if lib is None:
-        return None
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.mxfp4_linear.argtypes = [ptr, i64, ptr, ptr, i64, i64, ptr, ptr]
-    lib.mxfp4_linear.restype = None
-    lib.mxfp4_dequantize.argtypes = [ptr, ptr, i64, i64, ptr]
-    lib.mxfp4_dequantize.restype = None
-    lib.swiglu_bf16.argtypes = [ptr, i64, i64, ctypes.c_float, ctypes.c_float, ptr]
-    lib.swiglu_bf16.restype = None
-    lib.scatter_add_rows.argtypes = [ptr, i64, ptr, ptr, ptr, i64]
-    lib.scatter_add_rows.restype = None
-    f32 = ctypes.c_float
-    lib.moe_decode.argtypes = [ptr, i64, i64, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, f32, f32, ptr]
-    lib.moe_decode.restype = None
-    return lib
+    moe = [PTR, I64, I64, PTR, PTR, I64, I64, I64, PTR, PTR, PTR, PTR, PTR, PTR, F32, F32, PTR]
+    return build.load(
+        SOURCE,
+        {
+            "mxfp4_linear": [PTR, I64, PTR, PTR, I64, I64, PTR, PTR],
+            "mxfp4_dequantize": [PTR, PTR, I64, I64, PTR],
+            "swiglu_bf16": [PTR, I64, I64, F32, F32, PTR],
+            "scatter_add_rows": [PTR, I64, PTR, PTR, PTR, I64],
+            "moe_decode": moe,
+        },
+    )
 
 
 def available() -> bool:
