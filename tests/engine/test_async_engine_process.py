@@ -8,6 +8,7 @@ import os
 import signal
 
 import pytest
+from engine_scenarios import cancel_then_follow
 
 from ossgate.engine.async_engine import AsyncEngine
 from ossgate.engine.core import EngineConfig, EngineCore
@@ -75,21 +76,7 @@ def test_cancel_frees_the_slot_at_once(tiny_checkpoint):
         engine = ProcessEngine(spec(tiny_checkpoint, max_running=1))
         await engine.start()
         try:
-            stream = await engine.generate(list(range(10, 30)), SamplingParams(max_tokens=10_000, temperature=0))
-            seen = 0
-            async for _ in stream:
-                seen += 1
-                if seen == 3:
-                    break
-            await stream.aclose()
-            for _ in range(500):  # the abort lands before the engine's next step (a deadline, not a timing)
-                stats = engine.stats()
-                if stats.running == 0:
-                    break
-                await asyncio.sleep(0.01)
-            # the one slot is free: a new request runs to completion
-            follow = await engine.generate(list(range(40, 50)), SamplingParams(max_tokens=5, temperature=0))
-            return stats, [e async for e in follow]
+            return await cancel_then_follow(engine)
         finally:
             await engine.aclose()
 

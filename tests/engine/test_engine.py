@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 import torch
+from engine_scenarios import cancel_then_follow
 
 from ossgate.engine.async_engine import AsyncEngine
 from ossgate.engine.core import EngineConfig, EngineCore
@@ -98,25 +99,8 @@ def test_kv_budget_queues_then_rejects_what_never_fits(tiny_model):
 def test_cancel_frees_the_slot_at_once(tiny_model):
     engine = AsyncEngine(EngineCore(tiny_model, EngineConfig(max_running=1)))
 
-    async def scenario():
-        stream = await engine.generate(list(range(10, 30)), SamplingParams(max_tokens=10_000, temperature=0))
-        seen = 0
-        async for _ in stream:
-            seen += 1
-            if seen == 3:
-                break
-        await stream.aclose()
-        for _ in range(200):  # the abort lands before the engine's next step
-            stats = engine.stats()
-            if stats.running == 0:
-                break
-            await asyncio.sleep(0.01)
-        # the one slot is free: a new request runs to completion
-        follow = await engine.generate(list(range(40, 50)), SamplingParams(max_tokens=5, temperature=0))
-        return stats, [e async for e in follow]
-
     try:
-        stats, events = asyncio.run(scenario())
+        stats, events = asyncio.run(cancel_then_follow(engine))
     finally:
         engine.shutdown()
     assert stats.running == 0 and stats.kv_usage == 0
