@@ -11,7 +11,7 @@ needs_native = pytest.mark.skipif(attention_cpu._library() is None, reason="CPU 
 
 @needs_native
 @pytest.mark.parametrize("window", [None, 8])
-@pytest.mark.parametrize(("H", "G", "d"), [(8, 2, 64), (4, 2, 32)])  # gpt-oss heads, nano heads
+@pytest.mark.parametrize(("H", "G", "d"), [(8, 2, 64), (4, 2, 32), (4, 2, 16)])  # gpt-oss, nano, tiny heads
 def test_decode_matches_pytorch(window, H, G, d):
     g = torch.Generator().manual_seed(H + d + (window or 0))
     S = 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -41,7 +42,7 @@ class SamplingParams:
 @dataclass
 class Sample:
     token: int
-    logprob: float
+    logprob: float  # nan when the request did not ask for logprobs
     top: list[tuple[int, float]]  # (token, logprob) of the most likely alternatives, if asked
 
 
@@ -70,12 +71,14 @@ def sample(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator |
         vals = logits[seen]
         logits = logits.clone()
         logits[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
-    logprobs = torch.log_softmax(logits, dim=-1)
     if p.temperature == 0:
         token = int(torch.argmax(logits))
     else:
         probs = torch.softmax(_filter(logits / p.temperature, p), dim=-1)
         token = int(torch.multinomial(probs, 1, generator=generator))
+    if p.logprobs is None:  # not asked for: a pass over the vocabulary saved on every token
+        return Sample(token=token, logprob=math.nan, top=[])
+    logprobs = torch.log_softmax(logits, dim=-1)
     top: list[tuple[int, float]] = []
     if p.logprobs:
         values, ids = torch.topk(logprobs, p.logprobs)

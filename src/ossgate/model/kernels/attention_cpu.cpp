@@ -23,10 +23,13 @@ inline uint16_t float_to_bf16(float v) {
   return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);  // round to nearest even
 }
 
-inline float dot_bf16(const uint16_t* a, const uint16_t* b, int64_t d) {
+inline float dot_bf16(const uint16_t* a, const uint16_t* b, int64_t d) {  // d % 16 == 0
   __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < d; i += 32)
-    acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(a + i), (__m512bh)_mm512_loadu_si512(b + i));
+  for (int64_t i = 0; i < d; i += 32) {
+    const __mmask32 m = d - i >= 32 ? ~0u : 0xFFFFu;
+    acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_maskz_loadu_epi16(m, a + i),
+                           (__m512bh)_mm512_maskz_loadu_epi16(m, b + i));
+  }
   return _mm512_reduce_add_ps(acc);
 }
 
@@ -34,7 +37,7 @@ inline float dot_bf16(const uint16_t* a, const uint16_t* b, int64_t d) {
 
 extern "C" {
 
-// out (H, d) bf16.  d % 32 == 0.
+// out (H, d) bf16.  d % 16 == 0.
 void attention_decode(const uint16_t* q, int64_t H, int64_t G, int64_t d, const uint16_t* k, const uint16_t* v,
                       const int64_t* k_pos, int64_t S, int64_t q_pos, int64_t window, const float* sinks,
                       uint16_t* out) {

@@ -27,12 +27,12 @@ def _library() -> ctypes.CDLL | None:
 
 
 def applies(q: Tensor, k: Tensor) -> bool:
-    """One query token, bf16 on CPU, head dim a multiple of 32, a cache no longer than MAX_KEYS."""
+    """One query token, bf16 on CPU, head dim a multiple of 16, a cache no longer than MAX_KEYS."""
     return (
         q.shape[0] == 1
         and q.dtype == k.dtype == torch.bfloat16
         and q.device.type == "cpu"
-        and q.shape[-1] % 32 == 0
+        and q.shape[-1] % 16 == 0
         and k.shape[0] <= MAX_KEYS
         and _library() is not None
     )

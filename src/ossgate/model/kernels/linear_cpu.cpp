@@ -15,6 +15,9 @@
 
 namespace {
 
+// Weights below which a parallel region costs more than it saves (small models: gpt-oss-nano, tests).
+constexpr int64_t PARALLEL_MIN = 1 << 18;
+
 inline float bf16_to_float(uint16_t b) {
   uint32_t u = (uint32_t)b << 16;
   float f;
@@ -63,7 +66,7 @@ void tokens(const uint16_t* x, int64_t K, const uint16_t* w, int64_t O, const ui
   // 4 rows a tile for few tokens (more independent accumulator chains), 2 for many (registers)
   constexpr int R = NT <= 4 ? 4 : 2;
   const int64_t tiles = O / R;
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp parallel for schedule(dynamic, 16) if (O * K >= PARALLEL_MIN)
   for (int64_t i = 0; i < tiles; ++i) tile<R, NT>(x, K, w, i * R, bias, out, O, out_bf16);
   for (int64_t row = tiles * R; row < O; ++row) tile<1, NT>(x, K, w, row, bias, out, O, out_bf16);
 }

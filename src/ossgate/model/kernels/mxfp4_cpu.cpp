@@ -37,6 +37,8 @@ const uint16_t E2M1_BF16[16] = {0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 
 // Lanes that hold +-0 (codes 0 and 8) must not get a scale added.
 const __mmask32 NONZERO = ~((3u << 0) | (3u << 16));
 constexpr int64_t MAX_PAIRS = 256;  // K up to 16384
+// Weights below which a parallel region costs more than it saves (small models: gpt-oss-nano, tests).
+constexpr int64_t PARALLEL_MIN = 1 << 18;
 
 // Exponent offsets (scale - 127) << 7 of a row's blocks as int16, so that dword p holds pair p's two.
 inline void row_deltas(const uint8_t* sc, int64_t G, int16_t* out) {
@@ -196,7 +198,7 @@ void mxfp4_linear(const uint16_t* x, int64_t n, const uint8_t* blocks, const uin
   const int64_t K2 = (K / 32 + 1) / 2 * 32;  // a row's even (odd) positions, padded to whole pairs
   std::vector<uint16_t> xe(n * K2), xo(n * K2);
   split_even_odd(x, n, K, K2, xe.data(), xo.data());
-#pragma omp parallel
+#pragma omp parallel if (O * K >= PARALLEL_MIN)
   linear_split(dec, xe.data(), xo.data(), n, blocks, scales, O, K, bias, out);
 }
 
@@ -218,7 +220,7 @@ void moe_decode(const uint16_t* x, int64_t T, int64_t D, const int64_t* idx, con
   std::vector<uint16_t> xg(most * D), xe(most * Dk2), xo(most * Dk2), h(most * I), he(most * Ik2),
       ho(most * Ik2);
   std::vector<float> up(most * 2 * I), y(most * D);
-#pragma omp parallel
+#pragma omp parallel if (2 * I * D >= PARALLEL_MIN)
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = routed[e].size();
     if (n == 0) continue;
@@ -256,7 +258,7 @@ void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t O, i
     second[2 * j] = 16 + j, second[2 * j + 1] = 48 + j;  // block B
   }
   const __m512i ia = _mm512_loadu_si512(first), ib = _mm512_loadu_si512(second);
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp parallel for schedule(dynamic, 16) if (O * K >= PARALLEL_MIN)
   for (int64_t row = 0; row < O; ++row) {
     alignas(64) int16_t deltas[2 * MAX_PAIRS + 32];
     row_deltas(scales + row * G, G, deltas);
