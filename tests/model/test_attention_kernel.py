@@ -35,3 +35,18 @@ def test_prefill_chunks_and_long_caches_keep_pytorch():
     assert not attention_cpu.applies(q, torch.zeros(10, 2, 64).bfloat16())
     assert not attention_cpu.applies(q[:1], torch.zeros(attention_cpu.MAX_KEYS + 1, 2, 64).bfloat16())
     assert not attention_cpu.applies(q[:1].float(), torch.zeros(10, 2, 64))
+
+
+@needs_native
+def test_bf16_training_step_keeps_gradients_through_the_native_decode_paths(tiny_checkpoint):
+    from ossgate.model.checkpoint import load_model
+
+    model = load_model(tiny_checkpoint, show_progress=False)  # bf16, packed experts: the native paths apply
+    for p in model.parameters():
+        p.requires_grad_(True)
+    tokens, positions = torch.tensor([1000, 2000, 3000]), torch.zeros(3, dtype=torch.long)
+    hidden = model(tokens, positions, [1, 1, 1])  # three one-token sequences: decode-shaped
+    model.logits(hidden).float().logsumexp(-1).sum().backward()
+    layer = model.model.layers[0]
+    assert layer.self_attn.q_proj.weight.grad is not None and layer.self_attn.q_proj.weight.grad.abs().sum() > 0
+    assert layer.mlp.router.weight.grad is not None and layer.mlp.router.weight.grad.abs().sum() > 0

@@ -28,7 +28,7 @@ from torch import nn
 
 from ossgate.model import mxfp4
 from ossgate.model.config import ModelConfig
-from ossgate.model.kernels import attention_cpu, linear_cpu, mxfp4_cpu
+from ossgate.model.kernels import attention_cpu, linear_cpu, mxfp4_cpu, tracks_grad
 
 
 class KVCache(Protocol):
@@ -229,7 +229,7 @@ class Experts(nn.Module):
 
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Expert e on its n tokens: x (n, D) -> (n, D)."""
-        if x.dtype == torch.bfloat16 and self.native():
+        if x.dtype == torch.bfloat16 and not tracks_grad(x) and self.native():
             # weights stay packed: decoded inside the dot products (few tokens) or once per step (many)
             up = (self.gate_up_proj_blocks[e], self.gate_up_proj_scales[e], self.gate_up_proj_bias[e])
             down = (self.down_proj_blocks[e], self.down_proj_scales[e], self.down_proj_bias[e])
@@ -240,7 +240,8 @@ class Experts(nn.Module):
 
     def forward(self, x: torch.Tensor, expert_idx: torch.Tensor, expert_w: torch.Tensor) -> torch.Tensor:
         """x (T, D), expert_idx and expert_w (T, k) -> (T, D): tokens grouped by expert, one matmul each."""
-        native = x.dtype == torch.bfloat16 and self.native()
+        # inputs that need gradients (bf16 fine-tuning) take PyTorch's ops: the native kernels have no backward
+        native = x.dtype == torch.bfloat16 and not tracks_grad(x) and self.native()
         counts = torch.bincount(expert_idx.flatten(), minlength=self.gate_up_proj_bias.shape[0])
         if native and int(counts.max()) <= mxfp4_cpu.FUSED_MAX_TOKENS:  # a decode step: the whole layer natively
             up = (self.gate_up_proj_blocks, self.gate_up_proj_scales, self.gate_up_proj_bias)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ossgate.model.kernels import build
+from ossgate.model.kernels import build, tracks_grad
 from ossgate.model.kernels.build import I64, PTR
 
 SOURCE = Path(__file__).with_name("attention_cpu.cpp")
@@ -27,9 +27,10 @@ def _library() -> ctypes.CDLL | None:
 
 
 def applies(q: Tensor, k: Tensor) -> bool:
-    """One query token, bf16 on CPU, head dim a multiple of 16, a cache no longer than MAX_KEYS."""
+    """One query token, bf16 on CPU, head dim a multiple of 16, a cache no longer than MAX_KEYS, no autograd."""
     return (
         q.shape[0] == 1
+        and not tracks_grad(q, k)
         and q.dtype == k.dtype == torch.bfloat16
         and q.device.type == "cpu"
         and q.shape[-1] % 16 == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ossgate.model.kernels import build
+from ossgate.model.kernels import build, tracks_grad
 from ossgate.model.kernels.build import I32, I64, PTR
 
 SOURCE = Path(__file__).with_name("linear_cpu.cpp")
@@ -42,7 +42,7 @@ def applies(x: Tensor, weight: Tensor) -> bool:
         and x.dim() == 2
         and x.shape[0] <= MAX_TOKENS
         and weight.shape[1] % 32 == 0
-        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and not tracks_grad(x, weight)
         and available()
     )
 
