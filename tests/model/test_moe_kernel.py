@@ -11,6 +11,22 @@ from ossgate.model.transformer import Experts, swiglu
 needs_native = pytest.mark.skipif(not mxfp4_cpu.available(), reason="CPU lacks AVX-512 BF16 or no g++")
 
 
+def q8(x: torch.Tensor) -> torch.Tensor:
+    """x rounded as the fused kernel reads it: int8 per 32-block, scale max|x| / 127 (Q8_0)."""
+    n, K = x.shape
+    blocks = x.float().view(n, K // 32, 32)
+    amax = blocks.abs().amax(-1, keepdim=True)
+    inv = torch.where(amax > 0, torch.full_like(amax, 127) / amax, 0)  # a true division, as the kernel does
+    return (torch.round(blocks * inv) * (amax / 127)).view(n, K)
+
+
+def reference(x, blocks, scales, bias=None, fused=True):
+    """fp64 x @ W^T + bias, with x rounded through Q8_0 on the fused path."""
+    x = q8(x) if fused else x.float()
+    y = x.double() @ mxfp4.dequantize(blocks, scales, torch.float32).double().T
+    return y if bias is None else y + bias.double()
+
+
 def packed(O: int, K: int, seed: int, scale_range=(118, 124)):
     g = torch.Generator().manual_seed(seed)
     blocks = torch.randint(0, 256, (O, K // 32, 16), dtype=torch.uint8, generator=g)
@@ -25,29 +41,33 @@ def test_native_dequantize_is_bit_exact():
 
 
 @needs_native
-@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 8, 9, 20])  # fused (split and shared accumulators) and dequantised
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 8, 9, 16, 20])  # fused (one or two passes of 8 tokens), dequantised
 def test_matmul_matches_dequantize_then_multiply(n):
     blocks, scales = packed(97, 256, n)
     g = torch.Generator().manual_seed(100 + n)
     x = torch.randn(n, 256, generator=g).bfloat16()
     bias = torch.randn(97, generator=g).bfloat16()
-    ref = x.float() @ mxfp4.dequantize(blocks, scales, torch.float32).T + bias.float()
+    fused = n <= mxfp4_cpu.FUSED_MAX_TOKENS
+    ref = reference(x, blocks, scales, bias, fused)
     out = mxfp4_cpu.matmul(x, blocks, scales, bias)
     assert out.shape == (n, 97) and out.dtype == torch.float32
-    tol = 1e-5 if n <= mxfp4_cpu.FUSED_MAX_TOKENS else 2e-2  # fp32 accumulation vs a bf16 matmul output
-    assert (out - ref).abs().max() <= tol * ref.abs().max()
+    tol = 1e-5 if fused else 2e-2  # exact integer dot products in the kernel vs a bf16 matmul output
+    assert (out.double() - ref).abs().max() <= tol * ref.abs().max()
+    exact = reference(x, blocks, scales, bias, fused=False)
+    assert (out.double() - exact).abs().max() <= 2e-2 * exact.abs().max()  # what Q8_0 costs
 
 
 @needs_native
 @pytest.mark.parametrize("n", [1, 5, 12])
-@pytest.mark.parametrize("K", [2880, 160])  # 90 blocks a row (the scale read-out's tail); 5 (an unpaired block)
+@pytest.mark.parametrize("K", [2880, 160, 224])  # 90, 5, 7 blocks: the kernel reads 4 at a time (tails 2, 1, 3)
 def test_matmul_at_gpt_oss_and_nano_widths(n, K):
     blocks, scales = packed(40, K, n)
     x = torch.randn(n, K, generator=torch.Generator().manual_seed(7)).bfloat16()
-    ref = x.float() @ mxfp4.dequantize(blocks, scales, torch.float32).T
+    fused = n <= mxfp4_cpu.FUSED_MAX_TOKENS
+    ref = reference(x, blocks, scales, fused=fused)
     out = mxfp4_cpu.matmul(x, blocks, scales)
-    tol = 1e-5 if n <= mxfp4_cpu.FUSED_MAX_TOKENS else 2e-2
-    assert (out - ref).abs().max() <= tol * ref.abs().max()
+    tol = 1e-5 if fused else 2e-2
+    assert (out.double() - ref).abs().max() <= tol * ref.abs().max()
     assert torch.equal(mxfp4_cpu.dequantize(blocks, scales), mxfp4.dequantize(blocks, scales, torch.bfloat16))
 
 
@@ -98,9 +118,17 @@ def test_experts_forward_matches_the_fp32_reference(T):
 
 
 @needs_native
-@pytest.mark.parametrize("D", [128, 160])  # 160: an unpaired last block, as in gpt-oss-nano
-def test_fused_layer_equals_expert_by_expert(D):
-    config = shape_config("tiny", hidden_size=D, intermediate_size=96, num_local_experts=6, num_experts_per_tok=3)
+@pytest.mark.parametrize(
+    ("D", "I", "threads"),
+    [
+        (128, 96, 2),  # small: one thread, expert after expert
+        (160, 96, 2),  # an unpaired last block, as in gpt-oss-nano
+        (512, 256, 1),  # large enough for a parallel region: one thread...
+        (512, 256, 2),  # ...two threads, each taking whole experts (>= 2 routed experts a thread)
+    ],
+)
+def test_fused_layer_equals_expert_by_expert(D, I, threads):
+    config = shape_config("tiny", hidden_size=D, intermediate_size=I, num_local_experts=6, num_experts_per_tok=3)
     experts = Experts(config)
     g = torch.Generator().manual_seed(D)
     for name, buf in experts.named_buffers():
@@ -111,13 +139,21 @@ def test_fused_layer_equals_expert_by_expert(D):
     x = torch.randn(5, D, generator=g).bfloat16()
     idx = torch.stack([torch.randperm(6, generator=g)[:3] for _ in range(5)])
     w = torch.softmax(torch.randn(5, 3, generator=g), -1).bfloat16()
-    fused = experts(x, idx, w)  # every expert has <= 5 tokens: the one-call layer
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fused = experts(x, idx, w)  # every expert has <= 5 tokens: the one-call layer
+    finally:
+        torch.set_num_threads(before)
     by_expert = torch.zeros(5, D)
     for e in range(6):
         tok, slot = (idx == e).nonzero().unbind(1)
         if len(tok):
             mxfp4_cpu.scatter_add(by_expert, tok, experts.expert(e, x[tok]), w[tok, slot].float())
-    assert torch.equal(fused, by_expert.bfloat16())
+    # threads add their experts in another order: equal up to fp32 rounding, then bf16
+    assert torch.allclose(fused.float(), by_expert.bfloat16().float(), rtol=1e-2, atol=1e-3)
+    if threads == 1:
+        assert torch.equal(fused, by_expert.bfloat16())
 
 
 def test_scales_outside_the_exact_range_fall_back_to_pytorch():

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ossgate.model import mxfp4
 from ossgate.model.config import ModelConfig
@@ -114,19 +115,28 @@ def sdpa_with_sinks(
 
     q (L, H, d), k and v (S, G, d), positions of queries (L,) and keys (S,; -1 = empty slot).
     The sink lets a head put weight nowhere, which is what makes banded (sliding) attention work.
+
+    The sink rides PyTorch's fused attention as one more key: queries gain a column holding
+    sink / scale, that key is the unit vector of the column (so its logit is the head's sink) and its
+    value is zero. Computed in fp32. (v is padded to q's width: the fused CPU kernel needs equal widths.)
     """
     L, H, d = q.shape
-    G = k.shape[1]
-    q = q.view(L, G, H // G, d)  # (L, G, H/G, d): query heads grouped by the kv head they share
-    scores = torch.einsum("lgrd,sgd->grls", q.float(), k.float()) / math.sqrt(d)  # (G, H/G, L, S)
+    S, G, _ = k.shape
+    scale = 1 / math.sqrt(d)
+    qx = torch.cat((q.float(), (sinks.float() / scale).view(1, H, 1).expand(L, H, 1)), -1)
+    kx = q.new_zeros(G, S + 1, d + 1, dtype=torch.float32)
+    kx[:, :S, :d] = k.transpose(0, 1)
+    kx[:, S, d] = 1
+    vx = q.new_zeros(G, S + 1, d + 1, dtype=torch.float32)
+    vx[:, :S, :d] = v.transpose(0, 1)
     visible = (k_pos[None, :] <= q_pos[:, None]) & (k_pos[None, :] >= 0)  # (L, S)
     if window:
         visible &= q_pos[:, None] - k_pos[None, :] < window
-    scores = scores.masked_fill(~visible, float("-inf"))
-    sink = sinks.float().view(G, H // G, 1, 1).expand(G, H // G, L, 1)
-    probs = torch.softmax(torch.cat((scores, sink), dim=-1), dim=-1)[..., :-1]  # drop the sink column
-    out = torch.einsum("grls,sgd->lgrd", probs, v.float())
-    return out.reshape(L, H * d).to(v.dtype)
+    visible = torch.cat((visible, visible.new_ones(L, 1)), 1)  # the sink is always visible
+    out = F.scaled_dot_product_attention(
+        qx.transpose(0, 1)[None], kx[None], vx[None], attn_mask=visible, scale=scale, enable_gqa=True
+    )  # (1, H, L, d + 1)
+    return out[0, :, :, :d].transpose(0, 1).reshape(L, H * d).to(v.dtype)
 
 
 class Attention(nn.Module):
@@ -182,9 +192,9 @@ class Experts(nn.Module):
     """E expert MLPs. Weights are either MXFP4-packed buffers (as published) or dense parameters.
 
     Packed weights are never dequantized wholesale, so memory stays at the packed size (4.25 bits a
-    weight). On CPUs with AVX-512 BF16 (bf16 activations) the native kernels decode the routed experts
-    inside the dot products; elsewhere (CUDA, other CPUs, fp32) each routed expert is dequantized
-    for the step and multiplied with PyTorch.
+    weight). On CPUs with AVX-512 BF16 and VNNI the native kernels decode the routed experts inside the
+    dot products (int8 activations for few tokens, as llama.cpp: see kernels/mxfp4_cpu.cpp); elsewhere
+    (CUDA, other CPUs, fp32) each routed expert is dequantized for the step and multiplied with PyTorch.
     """
 
     def __init__(self, config: ModelConfig, quantized: bool | None = None) -> None:

@@ -3,7 +3,7 @@
 A library is keyed by its source, the compiler flags and the CPU's feature flags, so a checkout
 copied to another machine rebuilds instead of crashing on a missing instruction. Plain C ABI: no
 PyTorch headers, so a build takes seconds, not minutes. `load` returns None (callers use their
-PyTorch path) where the CPU lacks AVX-512 BF16, no compiler is found, or OSSGATE_NATIVE_KERNELS=0.
+PyTorch path) where the CPU lacks AVX-512 BF16/VNNI, no compiler is found, or OSSGATE_NATIVE_KERNELS=0.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 # argument types of the C functions
 I32, I64, F32, PTR = ctypes.c_int32, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
-REQUIRED_CPU_FLAGS = ("avx512f", "avx512bw", "avx512_bf16")
+REQUIRED_CPU_FLAGS = ("avx512f", "avx512bw", "avx512_bf16", "avx512_vnni")  # every AVX-512 BF16 CPU has VNNI
 
 
 def cpu_flags() -> set[str]:

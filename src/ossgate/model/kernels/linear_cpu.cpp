@@ -13,6 +13,13 @@
 
 #include <algorithm>
 
+// Bytes ahead of the current chunk prefetched in every row of a tile. 24 layers of gpt-oss-20b's
+// attention weights (1.27 GB) at 2 threads, 1/2/4/8 tokens: none 15.0/16.5/14.0/9.2 GB/s, 1 KB
+// 17.4/17.2/15.2/11.3, 4 KB 16.0/16.6/13.2/11.1 (PyTorch 12.7/13.1/11.4/10.9).
+#ifndef PREFETCH
+#define PREFETCH 1024
+#endif
+
 namespace {
 
 // Weights below which a parallel region costs more than it saves (small models: gpt-oss-nano, tests).
@@ -42,7 +49,10 @@ inline void tile(const uint16_t* x, int64_t K, const uint16_t* w, int64_t row, c
   for (int r = 0; r < R; ++r) wr[r] = w + (row + r) * K;
   for (int64_t k = 0; k < K; k += 32) {
     __m512i wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_si512(wr[r] + k);
+    for (int r = 0; r < R; ++r) {
+      if constexpr (PREFETCH > 0) _mm_prefetch((const char*)(wr[r] + k) + PREFETCH, _MM_HINT_T0);
+      wv[r] = _mm512_loadu_si512(wr[r] + k);
+    }
     for (int t = 0; t < NT; ++t) {
       __m512bh xv = (__m512bh)_mm512_loadu_si512(x + t * K + k);
       for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv[r], xv);

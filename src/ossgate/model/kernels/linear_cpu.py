@@ -19,9 +19,10 @@ from ossgate.model.kernels.build import I32, I64, PTR
 
 SOURCE = Path(__file__).with_name("linear_cpu.cpp")
 # Tokens up to which the kernel beats PyTorch's bf16 GEMM (oneDNN, AMX where present) on weights
-# streamed from memory. `python -m ossgate.model.kernels.linear_cpu`, 2 threads, 201088x2880:
-# 1 token 48 vs 56 ms, 2 tokens 52 vs 58 ms, 4 tokens 62 vs 56 ms.
-MAX_TOKENS = 2
+# streamed from memory, 2 threads: on 24 layers of gpt-oss-20b attention weights 17.4/17.2/15.2/11.3 GB/s
+# at 1/2/4/8 tokens vs 12.7/13.1/11.4/10.9 (see PREFETCH in linear_cpu.cpp); on the 201088x2880
+# unembedding 4 tokens are even (14.9 vs 14.1 GB/s) and 8 lose (10.7 vs 18.1).
+MAX_TOKENS = 4
 
 
 @functools.cache

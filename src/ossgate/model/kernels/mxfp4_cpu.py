@@ -1,8 +1,8 @@
-"""MXFP4 expert matmuls on x86 CPUs: a fused decode-and-multiply kernel and a fast dequantiser.
+"""MXFP4 expert matmuls on x86 CPUs: a fused decode-and-multiply kernel (int8 activations) and a fast dequantiser.
 
 The C++ source beside this file (mxfp4_cpu.cpp) is compiled on first use by `kernels.build`.
 
-`available()` is False (and callers use their PyTorch path) where the CPU lacks AVX-512 BF16, no
+`available()` is False (and callers use their PyTorch path) where the CPU lacks AVX-512 BF16/VNNI, no
 compiler is found, or OSSGATE_NATIVE_KERNELS=0.
 """
 
@@ -26,9 +26,10 @@ SOURCE = Path(__file__).with_name("mxfp4_cpu.cpp")
 # 6*2**(s-127) are normal bf16 numbers); checkpoints outside this range use the PyTorch path.
 SCALE_RANGE = (2, 252)
 # Tokens per expert up to which decoding the weights inside the dot products wins; past it, one
-# dequantisation to bf16 and a bf16 matmul (AMX/oneDNN) wins. Measured on a Xeon (Sapphire Rapids)
-# at 5760x2880: fused 2.1/3.2/6.1 ms for 1/4/8 tokens vs 5.8 ms dequantise + 2.3 ms matmul for 8.
-FUSED_MAX_TOKENS = 8
+# dequantisation to bf16 and a bf16 matmul (AMX/oneDNN) wins. Measured on a Xeon (Sapphire Rapids),
+# 5760x2880, 2 threads: fused 2.2/3.2/4.5 ms for 16/24/32 tokens vs dequantise + matmul 3.0/3.0/3.5 ms
+# (1 thread: 4.0/6.0/7.1 vs 5.4/5.3/5.3 ms).
+FUSED_MAX_TOKENS = 16
 MAX_GROUPS = 512  # blocks per row the kernel's stack buffers hold (MAX_PAIRS in the .cpp): K up to 16384
 
 
@@ -61,7 +62,11 @@ def supports(blocks: torch.Tensor, scales: torch.Tensor) -> bool:
 
 
 def linear(x: torch.Tensor, blocks: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None) -> Tensor:
-    """x (n, K) bf16, blocks (O, K/32, 16), scales (O, K/32), bias (O,) bf16 -> x @ W^T + bias, (n, O) fp32."""
+    """x (n, K) bf16, blocks (O, K/32, 16), scales (O, K/32), bias (O,) bf16 -> x @ W^T + bias, (n, O) fp32.
+
+    x is quantised to int8 per 32-block on the way in (Q8_0: scale max|x|/127, round to nearest even),
+    as llama.cpp does; the result is exact for those rounded activations.
+    """
     O, G = scales.shape
     n, K = x.shape
     assert K == G * 32 and blocks.shape == (O, G, 16), f"x {tuple(x.shape)} does not match blocks {tuple(blocks.shape)}"
