@@ -27,7 +27,6 @@
 #include <string.h>
 
 #include <algorithm>
-#include <tuple>
 #include <vector>
 
 // Bytes ahead of the current block that are prefetched: a stream from DRAM needs several KB in
@@ -234,25 +233,62 @@ inline float swiglu_one(float gate, float up, float alpha, float limit) {
   return gate / (1.0f + expf(-alpha * gate)) * (up + 1.0f);
 }
 
-// One expert on its n tokens, by the calling thread alone: gate_up, SwiGLU, down, and the rows added to
-// out with their routing weights. Buffers are the caller's (sized for n).
-void expert_alone(const uint16_t* x, int64_t D, int64_t I, const std::vector<std::pair<int64_t, float>>& tokens,
-                  const uint8_t* up_blocks, const uint8_t* up_scales, const uint16_t* up_bias,
-                  const uint8_t* down_blocks, const uint8_t* down_scales, const uint16_t* down_bias, float alpha,
-                  float limit, Q8& qx, Q8& qh, uint16_t* xg, uint16_t* h, float* up, float* y, float* out) {
-  const int64_t n = tokens.size();
-  for (int64_t i = 0; i < n; ++i) memcpy(xg + i * D, x + tokens[i].first * D, D * 2);
-  quantize(xg, n, D, qx);
-  linear_q8<false>(qx, n, up_blocks, up_scales, 2 * I, D, up_bias, up);
-  // bf16 between the matmuls, as on every other path
-  for (int64_t i = 0; i < n * I; ++i) h[i] = float_to_bf16(swiglu_one(up[2 * i], up[2 * i + 1], alpha, limit));
-  quantize(h, n, I, qh);
-  linear_q8<false>(qh, n, down_blocks, down_scales, D, I, down_bias, y);
-  for (int64_t i = 0; i < n; ++i) {
-    float* o = out + tokens[i].first * D;
-    const float wi = tokens[i].second;
-    for (int64_t j = 0; j < D; ++j) o[j] += wi * y[i * D + j];
+// Runs f on one thread of the enclosing parallel region (SHARED), or simply runs it.
+template <bool SHARED, class F>
+inline void once(F f) {
+  if constexpr (SHARED) {
+#pragma omp single
+    f();
+  } else {
+    f();
   }
+}
+
+using Routed = std::vector<std::pair<int64_t, float>>;  // an expert's (token, routing weight)
+
+// A layer's experts as in the checkpoint: (E, rows, K/32, 16) blocks, (E, rows, K/32) scales, (E, rows) biases.
+struct ExpertWeights {
+  int64_t D, I;
+  const uint8_t *up_blocks, *up_scales, *down_blocks, *down_scales;
+  const uint16_t *up_bias, *down_bias;
+  float alpha, limit;
+};
+
+// One expert's working memory, for up to `most` tokens.
+struct ExpertBuffers {
+  Q8 qx, qh;
+  std::vector<uint16_t> xg, h;
+  std::vector<float> up, y;
+  ExpertBuffers(int64_t most, int64_t D, int64_t I) : xg(most * D), h(most * I), up(most * 2 * I), y(most * D) {}
+};
+
+// Expert e on its tokens: gate_up, SwiGLU, down, and the rows added to out with their routing weights.
+// SHARED: the threads of the enclosing parallel region share the rows of each matmul (buffers shared);
+// otherwise the calling thread does it all (its own buffers).
+template <bool SHARED>
+void run_expert(const uint16_t* x, const ExpertWeights& W, int64_t e, const Routed& tokens, ExpertBuffers& b,
+                float* out) {
+  const int64_t D = W.D, I = W.I, n = tokens.size();
+  once<SHARED>([&] {
+    for (int64_t i = 0; i < n; ++i) memcpy(&b.xg[i * D], x + tokens[i].first * D, D * 2);
+    quantize(b.xg.data(), n, D, b.qx);
+  });
+  linear_q8<SHARED>(b.qx, n, W.up_blocks + e * 2 * I * (D / 32) * 16, W.up_scales + e * 2 * I * (D / 32), 2 * I, D,
+                    W.up_bias + e * 2 * I, b.up.data());
+  once<SHARED>([&] {
+    // bf16 between the matmuls, as on every other path
+    for (int64_t i = 0; i < n * I; ++i)
+      b.h[i] = float_to_bf16(swiglu_one(b.up[2 * i], b.up[2 * i + 1], W.alpha, W.limit));
+    quantize(b.h.data(), n, I, b.qh);
+  });
+  linear_q8<SHARED>(b.qh, n, W.down_blocks + e * D * (I / 32) * 16, W.down_scales + e * D * (I / 32), D, I,
+                    W.down_bias + e * D, b.y.data());
+  once<SHARED>([&] {
+    for (int64_t i = 0; i < n; ++i) {
+      float* o = out + tokens[i].first * D;
+      for (int64_t j = 0; j < D; ++j) o[j] += tokens[i].second * b.y[i * D + j];
+    }
+  });
 }
 
 }  // namespace
@@ -279,7 +315,8 @@ void moe_decode(const uint16_t* x, int64_t T, int64_t D, const int64_t* idx, con
                 int64_t E, int64_t I, const uint8_t* up_blocks, const uint8_t* up_scales, const uint16_t* up_bias,
                 const uint8_t* down_blocks, const uint8_t* down_scales, const uint16_t* down_bias, float alpha,
                 float limit, float* out) {
-  std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert -> (token, weight)
+  const ExpertWeights W{D, I, up_blocks, up_scales, down_blocks, down_scales, up_bias, down_bias, alpha, limit};
+  std::vector<Routed> routed(E);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < k; ++j) routed[idx[t * k + j]].push_back({t, w[t * k + j]});
   int64_t most = 0;
@@ -290,59 +327,23 @@ void moe_decode(const uint16_t* x, int64_t T, int64_t D, const int64_t* idx, con
   }
   const bool parallel = 2 * I * D >= PARALLEL_MIN;
   const int threads = parallel ? omp_get_max_threads() : 1;
-  const auto up_of = [&](int64_t e) { return std::make_tuple(up_blocks + e * 2 * I * (D / 32) * 16,
-                                                             up_scales + e * 2 * I * (D / 32), up_bias + e * 2 * I); };
-  const auto down_of = [&](int64_t e) { return std::make_tuple(down_blocks + e * D * (I / 32) * 16,
-                                                               down_scales + e * D * (I / 32), down_bias + e * D); };
   if (threads > 1 && (int64_t)active.size() >= 2 * threads) {
     std::vector<float> partial((threads - 1) * T * D, 0.0f);  // thread 0 adds into out directly
 #pragma omp parallel num_threads(threads)
     {
-      Q8 qx, qh;
-      std::vector<uint16_t> xg(most * D), h(most * I);
-      std::vector<float> up(most * 2 * I), y(most * D);
+      ExpertBuffers b(most, D, I);
       const int tid = omp_get_thread_num();
       float* acc = tid == 0 ? out : partial.data() + (tid - 1) * T * D;
 #pragma omp for schedule(dynamic, 1)
-      for (size_t a = 0; a < active.size(); ++a) {
-        const int64_t e = active[a];
-        auto [ub, us, ubias] = up_of(e);
-        auto [db, ds, dbias] = down_of(e);
-        expert_alone(x, D, I, routed[e], ub, us, ubias, db, ds, dbias, alpha, limit, qx, qh, xg.data(), h.data(),
-                     up.data(), y.data(), acc);
-      }
+      for (size_t a = 0; a < active.size(); ++a) run_expert<false>(x, W, active[a], routed[active[a]], b, acc);
     }
     for (int t = 1; t < threads; ++t)
       for (int64_t i = 0; i < T * D; ++i) out[i] += partial[(t - 1) * T * D + i];
     return;
   }
-  std::vector<uint16_t> xg(most * D), h(most * I);
-  std::vector<float> up(most * 2 * I), y(most * D);
-  Q8 qx, qh;
+  ExpertBuffers b(most, D, I);
 #pragma omp parallel if (parallel)
-  for (const int64_t e : active) {
-    const int64_t n = routed[e].size();
-    auto [ub, us, ubias] = up_of(e);
-    auto [db, ds, dbias] = down_of(e);
-#pragma omp single
-    {
-      for (int64_t i = 0; i < n; ++i) memcpy(&xg[i * D], x + routed[e][i].first * D, D * 2);
-      quantize(xg.data(), n, D, qx);
-    }
-    linear_q8(qx, n, ub, us, 2 * I, D, ubias, up.data());
-#pragma omp single
-    {
-      for (int64_t i = 0; i < n * I; ++i) h[i] = float_to_bf16(swiglu_one(up[2 * i], up[2 * i + 1], alpha, limit));
-      quantize(h.data(), n, I, qh);
-    }
-    linear_q8(qh, n, db, ds, D, I, dbias, y.data());
-#pragma omp single
-    for (int64_t i = 0; i < n; ++i) {
-      float* o = out + routed[e][i].first * D;
-      const float wi = routed[e][i].second;
-      for (int64_t j = 0; j < D; ++j) o[j] += wi * y[i * D + j];
-    }
-  }
+  for (const int64_t e : active) run_expert<true>(x, W, e, routed[e], b, out);
 }
 
 // out (O, K) bf16 = dequant(blocks, scales), for steps where many tokens share an expert (then a
