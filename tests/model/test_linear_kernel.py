@@ -10,7 +10,8 @@ needs_native = pytest.mark.skipif(not linear_cpu.available(), reason="CPU lacks 
 
 
 @needs_native
-@pytest.mark.parametrize("n", [1, 2, 3, 8, 9])  # every token tile and a second pass over the weights
+# n: every vdpbf16ps token tile and a second pass over the weights; AMX's one and two token groups
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 9, 16, 17, 32])
 @pytest.mark.parametrize("shape", [(7, 64), (129, 2880)])  # row tails, a gpt-oss width
 def test_linear_matches_pytorch(n, shape):
     O, K = shape
@@ -25,12 +26,12 @@ def test_linear_matches_pytorch(n, shape):
 @needs_native
 def test_model_linear_uses_the_kernel_only_where_it_applies():
     layer = Linear(64, 16).bfloat16()
-    x = torch.randn(linear_cpu.MAX_TOKENS, 64).bfloat16()
+    x = torch.randn(linear_cpu.max_tokens(), 64).bfloat16()
     with torch.no_grad():
         assert linear_cpu.applies(x, layer.weight)
         assert torch.allclose(layer(x).float(), torch.nn.functional.linear(x, layer.weight, layer.bias).float(),
                               rtol=2e-2, atol=2e-2)  # fmt: skip
-        assert not linear_cpu.applies(torch.randn(linear_cpu.MAX_TOKENS + 1, 64).bfloat16(), layer.weight)
+        assert not linear_cpu.applies(torch.randn(linear_cpu.max_tokens() + 1, 64).bfloat16(), layer.weight)
     # training: autograd must see PyTorch's op
     assert not linear_cpu.applies(x, layer.weight)
     layer(x).float().sum().backward()

@@ -6,7 +6,10 @@ models never share the RAM), on the same random prompts, greedy. Measured per en
 - prefill tok/s and time to first token on a `--prompt`-token prompt;
 - decode tok/s at batch 1 (a 16-token prompt, `--decode` tokens);
 - aggregate decode tok/s with B concurrent sequences: ossgate gets B requests arriving one a step
-  (continuous batching); peers without a scheduler run a static batch of B;
+  (continuous batching); peers without a scheduler run a static batch of B; both figures include the
+  prefills and the steps with fewer than B sequences;
+- "all decoding": tok/s over the steps in which all B sequences decode (no prefill, none finished),
+  the figure the memory-bandwidth argument for batching is about;
 - peak RSS (ru_maxrss of the subprocess; for ossgate after also growing one sequence's KV cache to
   `--kv-tokens` positions, so the figure includes a real cache).
 
@@ -111,6 +114,7 @@ def run_ossgate(ckpt: Path, prompt_len: int, decode: int, batches: list[int], kv
                 core.add(pending.pop(0))
             produced += len(core.step())
         res[f"decode_b{B}_tok_s"] = produced / (time.perf_counter() - t0)
+        res[f"decode_b{B}_steady_tok_s"] = steady_decode(core, B, decode, V)
 
     if kv_tokens:  # hold a real cache of kv_tokens positions while the RSS is read
         cache = core.make_cache(kv_tokens)
@@ -120,6 +124,26 @@ def run_ossgate(ckpt: Path, prompt_len: int, decode: int, batches: list[int], kv
                 cache.k[layer].fill_(1), cache.v[layer].fill_(1)
         res["kv_cache_gb"] = cache.nbytes() / 1e9
     return res
+
+
+def steady_decode(core, B: int, decode: int, V: int) -> float:
+    """Aggregate tok/s of decode steps in which all B sequences run (their prefills done, none finished)."""
+    from ossgate.engine.request import Request
+    from ossgate.engine.sampling import SamplingParams
+
+    params = SamplingParams(max_tokens=decode, temperature=0)
+    for i, p in enumerate(prompts(B, SHORT_PROMPT, V, 4)):
+        core.add(Request(f"steady{B}-{i}", p, params))
+    started: set[str] = set()
+    while len(started) < B:
+        started |= {e.request_id for e in core.step()}
+    t0, produced = time.perf_counter(), 0
+    for _ in range(max(decode - 2, 1)):  # the last step finishes every sequence
+        produced += len(core.step())
+    rate = produced / (time.perf_counter() - t0)
+    while core.has_work:
+        core.step()
+    return rate
 
 
 def run_transformers(ckpt: Path, prompt_len: int, decode: int, batches: list[int], kv_tokens: int) -> dict:
@@ -149,6 +173,7 @@ def run_transformers(ckpt: Path, prompt_len: int, decode: int, batches: list[int
         t0 = time.perf_counter()
         times = greedy(torch.tensor(prompts(B, SHORT_PROMPT, V, 3)), decode - 1)
         res[f"decode_b{B}_tok_s"] = B * decode / (times[-1] - t0)
+        res[f"decode_b{B}_steady_tok_s"] = B * (decode - 1) / (times[-1] - times[0])
     return res
 
 
@@ -247,9 +272,16 @@ def measure(engine: str, path: Path, prompt_len: int, decode: int, batches: list
 
 # ---- report ----------------------------------------------------------------------------------------
 
-METRICS = [("prefill_tok_s", "prefill tok/s"), ("ttft_s", "TTFT s"), ("decode_b1_tok_s", "decode b1 tok/s"),
-           ("decode_b8_tok_s", "aggregate b8 tok/s"), ("decode_b32_tok_s", "aggregate b32 tok/s"),
-           ("peak_rss_gb", "peak RSS GB")]  # fmt: skip
+
+def metrics(results: dict[str, dict]) -> list[tuple[str, str]]:
+    """(key, label) of the table's rows, with a pair of rows for every batch size any engine measured."""
+    batches = sorted({int(k[len("decode_b"):-len("_tok_s")]) for r in results.values() for k in r
+                      if k.startswith("decode_b") and k.endswith("_tok_s") and "steady" not in k} - {1})  # fmt: skip
+    rows = [("prefill_tok_s", "prefill tok/s"), ("ttft_s", "TTFT s"), ("decode_b1_tok_s", "decode b1 tok/s")]
+    for B in batches:
+        rows.append((f"decode_b{B}_tok_s", f"aggregate b{B} tok/s"))
+        rows.append((f"decode_b{B}_steady_tok_s", f"b{B}, all decoding tok/s"))
+    return [*rows, ("peak_rss_gb", "peak RSS GB"), ("load_before", "load (1-min avg) before")]
 
 
 def table(title: str, results: dict[str, dict]) -> str:
@@ -262,7 +294,7 @@ def table(title: str, results: dict[str, dict]) -> str:
     def fmt(v) -> str:
         return "–" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
-    for key, label in [*METRICS, ("load_before", "load (1-min avg) before")]:
+    for key, label in metrics(results):
         vals = [results[e].get(key) for e in engines]
         if all(v is None for v in vals):
             continue

@@ -18,20 +18,27 @@ from ossgate.model.kernels import build, tracks_grad
 from ossgate.model.kernels.build import I32, I64, PTR
 
 SOURCE = Path(__file__).with_name("linear_cpu.cpp")
-# Tokens up to which the kernel beats PyTorch's bf16 GEMM (oneDNN, AMX where present) on weights
-# streamed from memory, 2 threads: on 24 layers of gpt-oss-20b attention weights 17.4/17.2/15.2/11.3 GB/s
-# at 1/2/4/8 tokens vs 12.7/13.1/11.4/10.9 (see PREFETCH in linear_cpu.cpp); on the 201088x2880
-# unembedding 4 tokens are even (14.9 vs 14.1 GB/s) and 8 lose (10.7 vs 18.1).
-MAX_TOKENS = 4
 
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    return build.load(SOURCE, {"bf16_linear": [PTR, I64, PTR, I64, I64, PTR, PTR, I32]})
+    lib = build.load(SOURCE, {"bf16_linear": [PTR, I64, PTR, I64, I64, PTR, PTR, I32]})
+    if lib is not None:
+        lib.bf16_linear_max_tokens.restype = I32
+    return lib
 
 
 def available() -> bool:
     return _library() is not None
+
+
+@functools.cache
+def max_tokens() -> int:
+    """Tokens up to which the kernel beats PyTorch's bf16 GEMM (oneDNN, AMX where present) on weights
+    streamed from memory. Without AMX tiles: 4 (2 threads, 24 layers of gpt-oss-20b attention weights
+    17.4/17.2/15.2/11.3 GB/s at 1/2/4/8 tokens vs PyTorch's 12.7/13.1/11.4/10.9; on the 201088x2880
+    unembedding 4 tokens are even and 8 lose, 10.7 vs 18.1). With them: 32 (see `_bench`)."""
+    return _library().bf16_linear_max_tokens() if available() else 0
 
 
 def applies(x: Tensor, weight: Tensor) -> bool:
@@ -41,7 +48,7 @@ def applies(x: Tensor, weight: Tensor) -> bool:
         and weight.dtype == torch.bfloat16
         and x.device.type == "cpu"
         and x.dim() == 2
-        and x.shape[0] <= MAX_TOKENS
+        and x.shape[0] <= max_tokens()
         and weight.shape[1] % 32 == 0
         and not tracks_grad(x, weight)
         and available()
