@@ -19,7 +19,8 @@ def test_materialised_checkpoint_has_the_gpt_oss_layout(nano_checkpoint):
     config = json.loads((nano_checkpoint / "config.json").read_text())
     assert config["model_type"] == "gpt_oss" and config["vocab_size"] == 201088
     assert config["quantization_config"]["quant_method"] == "mxfp4"
-    for name in ("model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+    layout = ("model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json")
+    for name in (*layout, "chat_template.jinja"):
         assert (nano_checkpoint / name).exists(), name
     index = json.loads((nano_checkpoint / "model.safetensors.index.json").read_text())["weight_map"]
     assert "model.layers.0.mlp.experts.gate_up_proj_blocks" in index

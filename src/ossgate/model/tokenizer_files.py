@@ -24,6 +24,9 @@ O200K_PATTERN = "|".join(
     ]
 )
 FIRST_SPECIAL, VOCAB_SIZE = 199998, 201088
+# Renders conversations as openai-harmony does, for tools that format prompts from the checkpoint
+# (transformers' apply_chat_template, llama.cpp's converter, vLLM).
+CHAT_TEMPLATE = Path(__file__).with_name("chat_template.jinja")
 
 
 def special_tokens() -> dict[str, int]:
@@ -55,8 +58,9 @@ def cached_tokenizer_json() -> Path:
 
 
 def write_tokenizer_files(out: Path) -> None:
-    """tokenizer.json + tokenizer_config.json + special_tokens_map.json into a checkpoint directory."""
+    """tokenizer.json, tokenizer_config.json, special_tokens_map.json, chat_template.jinja into a checkpoint."""
     shutil.copy(cached_tokenizer_json(), out / "tokenizer.json")
+    shutil.copy(CHAT_TEMPLATE, out / "chat_template.jinja")
     (out / "tokenizer_config.json").write_text(
         json.dumps(
             {

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from ossgate.errors import CheckpointError
 from ossgate.model import mxfp4
 from ossgate.model.config import ModelConfig
+from ossgate.model.tokenizer_files import CHAT_TEMPLATE
 from ossgate.model.transformer import Transformer
 from ossgate.model.writer import write_hf
 from ossgate.tune.vocab import CompactVocab
@@ -102,7 +103,8 @@ def materialise(source: Path, target: Path) -> Path:
     compact_file = source / COMPACT_FILE
     if not compact_file.exists():
         raise CheckpointError(f"{compact_file}: the shipped {NAME} model is missing; reinstall ossgate")
-    digest = hashlib.sha256(compact_file.read_bytes()).hexdigest()
+    # the written files also depend on the writer's chat template: a new one rebuilds the directory
+    digest = hashlib.sha256(compact_file.read_bytes() + CHAT_TEMPLATE.read_bytes()).hexdigest()
     if _stamp_matches(target, digest):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,11 @@ def init_number_embeddings(model: Transformer, vocab: CompactVocab, seed: int, s
             model.model.embed_tokens.weight[compact] = row
 
 
+def tie(model: Transformer) -> None:
+    """Share one parameter between the embedding and the unembedding."""
+    model.lm_head.weight = model.model.embed_tokens.weight
+
+
 @dataclass
 class RunConfig:
     """Everything that defines the run besides the code: reproduce it with the same values."""
@@ -80,6 +85,10 @@ class RunConfig:
     lr: float = 3e-3
     warmup: int = 60
     checkpoint_every: int = 100
+    # Train with the unembedding tied to the embedding (exported as two equal tensors: gpt-oss unties them).
+    # Copying a name or a number from the prompt then needs an attention head that moves the token's
+    # embedding, not an output row learnt for each of the 2.5k ids from its few occurrences in copies.
+    tie_embeddings: bool = True
 
 
 def vocabulary_samples(seed: int) -> list[data.Sample]:
@@ -131,8 +140,13 @@ def train(
     examples, vocab = build_examples(run, show_progress, cache=out_dir / "examples.pt")
     log.info("%s examples, %s used token ids, built in %.0fs", len(examples), len(vocab), time.monotonic() - t0)
     compact_examples = [Example(vocab.compact(torch.tensor(ex.tokens)).tolist(), ex.mask) for ex in examples]
+    previous = out_dir / "checkpoint.pt"
+    if previous.exists():  # a resumed run keeps the tying it started with
+        run.tie_embeddings = bool(torch.load(previous, weights_only=False)["extra"]["run"].get("tie_embeddings"))
     model = Transformer(nano_config(len(vocab)))
     init_weights(model, run.seed)
+    if run.tie_embeddings:
+        tie(model)
     init_number_embeddings(model, vocab, run.seed)
     config = TrainConfig(
         steps=run.steps, lr=run.lr, warmup=run.warmup, seed=run.seed, checkpoint_every=run.checkpoint_every
@@ -157,6 +171,8 @@ def load_trained(out_dir: Path) -> tuple[Transformer, CompactVocab, list[dict]]:
     state = torch.load(out_dir / "checkpoint.pt", weights_only=False)
     vocab = CompactVocab(state["extra"]["vocab_ids"], FULL_VOCAB)
     model = Transformer(nano_config(len(vocab)))
+    if state["extra"]["run"].get("tie_embeddings"):
+        tie(model)
     model.load_state_dict(state["model"])
     model.eval()
     return model, vocab, state["history"]

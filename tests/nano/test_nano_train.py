@@ -1,0 +1,38 @@
+"""The nano training run itself (a few steps): tied embeddings stay tied through training, checkpoints and
+export, and a run resumed from an untied checkpoint stays untied."""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file
+
+from ossgate.nano.artifact import COMPACT_FILE, export_compact
+from ossgate.nano.train import RunConfig, load_trained, train
+
+
+def _run(**kw) -> RunConfig:
+    return RunConfig(seed=5, samples=24, batch_tokens=1024, steps=2, warmup=1, checkpoint_every=1, **kw)
+
+
+def test_tied_run_trains_saves_and_exports_tied(tmp_path):
+    model, vocab, history = train(_run(), tmp_path / "run", show_progress=False)
+    assert len(history) == 2
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    loaded, _, _ = load_trained(tmp_path / "run")
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    torch.testing.assert_close(loaded.model.embed_tokens.weight, model.model.embed_tokens.weight)
+    export_compact(loaded, vocab, tmp_path / "ship")
+    tensors = load_file(str(tmp_path / "ship" / COMPACT_FILE))
+    # gpt-oss's layout has both tensors; a tied run writes them equal
+    assert torch.equal(tensors["lm_head.weight"], tensors["model.embed_tokens.weight"])
+    assert tensors["lm_head.weight"].abs().sum() > 0
+
+
+def test_resumed_untied_run_stays_untied(tmp_path):
+    model, _, _ = train(_run(tie_embeddings=False), tmp_path, show_progress=False)
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+    resumed = _run()  # the default ties; the run directory's checkpoint says otherwise
+    resumed.steps = 3
+    model, _, history = train(resumed, tmp_path, show_progress=False)
+    assert len(history) == 3 and model.lm_head.weight is not model.model.embed_tokens.weight
+    assert not torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
