@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--decode", type=int, default=32)
     ap.add_argument("--llama-cpp", type=Path, default=None, help="llama.cpp source tree (converter)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of all engines, alternated; best of each reported")
     args = ap.parse_args()
     with_llama = args.llama_cpp is not None and importlib.util.find_spec("llama_cpp") is not None
     if args.llama_cpp is not None and not with_llama:
@@ -77,7 +78,8 @@ def main() -> None:
         if gguf:
             peers.append("llama.cpp")
         started = time.strftime("%Y-%m-%d %H:%M")
-        md = report(path, locate(path).config, peers, None, gguf, args.prompt, args.decode, [8, 32], 8192, args.threads)
+        md = report(path, locate(path).config, peers, None, gguf, args.prompt, args.decode, [8, 32], 8192, args.threads,
+                    args.repeat)  # fmt: skip
         section = f"## {name} — {started}, threads={args.threads or 'default'}\n\n{md}\n"
         print(section, flush=True)
         (OUT / f"engine-{name}.md").write_text(section)

@@ -24,3 +24,18 @@ def test_bench_reports_every_metric_side_by_side(tiny_checkpoint):
     bad = subprocess.run([sys.executable, "-m", "ossgate", "bench", "run", str(tiny_checkpoint / "missing")],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_rounds_keep_each_metric_at_its_best():
+    from ossgate.engine.bench import best
+
+    rounds = [
+        {"decode_b1_tok_s": 3.0, "ttft_s": 2.0, "peak_rss_gb": 4.0, "load_before": 0.5, "native_kernels": True},
+        {"decode_b1_tok_s": 4.0, "ttft_s": 2.5, "peak_rss_gb": 4.2, "load_before": 1.5, "native_kernels": True},
+        {"error": "out of memory"},
+    ]
+    got = best(rounds)
+    assert got["decode_b1_tok_s"] == 4.0 and got["ttft_s"] == 2.0  # the fastest round of each
+    assert got["peak_rss_gb"] == 4.2  # memory: the largest seen
+    assert got["load_before"] == 0.5 and got["native_kernels"] is True and got["rounds"] == 3
+    assert best([{"error": "x"}]) == {"error": "x"}

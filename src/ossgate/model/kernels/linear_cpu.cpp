@@ -6,8 +6,8 @@
 // multiplied with the same chunk of every token of the step (up to 8 at a time), and rows are
 // split across threads. PyTorch's CPU bf16 GEMM is tuned for large M and runs this shape far
 // below memory speed. Past a few tokens vdpbf16ps becomes the bound (8 multiply-adds per 64 bytes
-// of W), so where the CPU has AMX, 5-32 tokens go through tiles instead: W's rows are the A tiles,
-// the tokens (packed in VNNI pairs) the B tile, and the step is memory-bound again.
+// of W at 8 tokens), so where the CPU has AMX, 2-32 tokens go through tiles instead: W's rows are
+// the A tiles, the tokens (packed in VNNI pairs) the B tile, and the step is memory-bound again.
 // Plain C ABI, loaded with ctypes (see kernels/build.py).
 #include <immintrin.h>
 #include <omp.h>
