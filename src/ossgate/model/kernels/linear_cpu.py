@@ -34,10 +34,12 @@ def available() -> bool:
 
 @functools.cache
 def max_tokens() -> int:
-    """Tokens up to which the kernel beats PyTorch's bf16 GEMM (oneDNN, AMX where present) on weights
-    streamed from memory. Without AMX tiles: 4 (2 threads, 24 layers of gpt-oss-20b attention weights
-    17.4/17.2/15.2/11.3 GB/s at 1/2/4/8 tokens vs PyTorch's 12.7/13.1/11.4/10.9; on the 201088x2880
-    unembedding 4 tokens are even and 8 lose, 10.7 vs 18.1). With them: 32 (see `_bench`)."""
+    """Tokens up to which the kernel beats PyTorch's bf16 GEMM (oneDNN) on weights streamed from memory.
+
+    With AMX tiles (the kernel's and oneDNN's): 32 (see `_bench`). Without them, where oneDNN runs on
+    AVX-512 BF16 too: 16 (Zen 5, 2 threads, 24 q_proj-sized matrices / the unembedding, GB/s at
+    4/8/12/16 tokens: kernel 48.9/37.9/21.9/19.8 and 51.4/41.7/23.5/20.7, PyTorch 27.6/24.0/21.0/19.4
+    and 27.9/24.2/22.5/20.8)."""
     return _library().bf16_linear_max_tokens() if available() else 0
 
 
