@@ -139,6 +139,17 @@ void quantize(const uint16_t* x, int64_t n, int64_t K, Q8& q) {
   }
 }
 
+// Runs f on one thread of the enclosing parallel region (SHARED), or simply runs it.
+template <bool SHARED, class F>
+inline void once(F f) {
+  if constexpr (SHARED) {
+#pragma omp single
+    f();
+  } else {
+    f();
+  }
+}
+
 // R rows x NT tokens (tokens t0.. of q): out[t, row] = dot + bias.
 template <int R, int NT>
 inline void rows_q8(const uint8_t* blocks, const uint8_t* scales, int64_t row, int64_t G, int64_t O, const Q8& q,
@@ -186,20 +197,21 @@ inline void rows_q8(const uint8_t* blocks, const uint8_t* scales, int64_t row, i
 template <int NT, bool SHARED>
 void chunk(const uint8_t* blocks, const uint8_t* scales, int64_t O, int64_t G, const Q8& q, int64_t t0,
            const uint16_t* bias, float* out) {
-  // rows in pairs: two independent accumulator chains per token hide the vpdpbusd latency
+  // rows in tiles: independent accumulator chains hide the vpdpbusd latency, and each token's activations,
+  // loaded once a chunk, serve every row of the tile. 4 rows up to 4 tokens, 2 past (registers). A batch-8
+  // step of 20b experts (21 experts, 1-4 tokens each), 2 threads, Zen 5: 2 rows 36.6 GB/s, 4 rows 41.1.
+  constexpr int R = NT <= 4 ? 4 : 2;
+  const int64_t tiles = O / R;
   if constexpr (SHARED) {
-#pragma omp for schedule(dynamic, 16)
-    for (int64_t pr = 0; pr < O / 2; ++pr) rows_q8<2, NT>(blocks, scales, 2 * pr, G, O, q, t0, bias, out);
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t i = 0; i < tiles; ++i) rows_q8<R, NT>(blocks, scales, R * i, G, O, q, t0, bias, out);
   } else {
-    for (int64_t pr = 0; pr < O / 2; ++pr) rows_q8<2, NT>(blocks, scales, 2 * pr, G, O, q, t0, bias, out);
+    for (int64_t i = 0; i < tiles; ++i) rows_q8<R, NT>(blocks, scales, R * i, G, O, q, t0, bias, out);
   }
-  if (O % 2) {
-    if constexpr (SHARED) {
-#pragma omp single
-      rows_q8<1, NT>(blocks, scales, O - 1, G, O, q, t0, bias, out);
-    } else {
-      rows_q8<1, NT>(blocks, scales, O - 1, G, O, q, t0, bias, out);
-    }
+  if (O % R) {
+    once<SHARED>([&] {
+      for (int64_t row = tiles * R; row < O; ++row) rows_q8<1, NT>(blocks, scales, row, G, O, q, t0, bias, out);
+    });
   }
 }
 
@@ -233,17 +245,6 @@ inline float swiglu_one(float gate, float up, float alpha, float limit) {
   gate = std::min(gate, limit);
   up = std::min(std::max(up, -limit), limit);
   return gate / (1.0f + expf(-alpha * gate)) * (up + 1.0f);
-}
-
-// Runs f on one thread of the enclosing parallel region (SHARED), or simply runs it.
-template <bool SHARED, class F>
-inline void once(F f) {
-  if constexpr (SHARED) {
-#pragma omp single
-    f();
-  } else {
-    f();
-  }
 }
 
 using Routed = std::vector<std::pair<int64_t, float>>;  // an expert's (token, routing weight)
