@@ -1,7 +1,9 @@
 """`ossgate bench`: the native engine against its peers on the same checkpoint, in one run.
 
 Each engine runs in its own subprocess, one after the other (so peak RSS is its own, and two large
-models never share the RAM), on the same random prompts, greedy. Measured per engine:
+models never share the RAM), on the same random prompts, greedy, after one warm-up request with a
+prompt of the measured length (so no engine's first-call kernel selection and buffer growth land in
+its TTFT; a server pays those once). Measured per engine:
 
 - prefill tok/s and time to first token on a `--prompt`-token prompt;
 - decode tok/s at batch 1 (a 16-token prompt, `--decode` tokens);
@@ -91,10 +93,9 @@ def run_ossgate(ckpt: Path, prompt_len: int, decode: int, batches: list[int], kv
 
     model = load_model(ckpt, show_progress=False)
     V = model.config.vocab_size
-    list(stream(model, prompts(1, 8, V, 9)[0], SamplingParams(max_tokens=2, temperature=0)))  # warm-up
     res: dict = {"native_kernels": mxfp4_cpu.available()}
-
     core = EngineCore(model, EngineConfig(max_running=1, max_tokens_per_step=prompt_len, prefix_cache_bytes=0))
+    list(stream(model, prompts(1, prompt_len, V, 9)[0], SamplingParams(max_tokens=2, temperature=0), core))  # warm-up
     t0 = time.perf_counter()
     first = next(stream(model, prompts(1, prompt_len, V, 1)[0], SamplingParams(max_tokens=1, temperature=0), core))
     res["ttft_s"] = first.time - t0
@@ -163,7 +164,7 @@ def run_transformers(ckpt: Path, prompt_len: int, decode: int, batches: list[int
             times.append(time.perf_counter())
         return times
 
-    greedy(torch.tensor(prompts(1, 8, V, 9)), 1)  # warm-up
+    greedy(torch.tensor(prompts(1, prompt_len, V, 9)), 1)  # warm-up
     t0 = time.perf_counter()
     times = greedy(torch.tensor(prompts(1, prompt_len, V, 1)), 0)
     res = {"ttft_s": times[0] - t0, "prefill_tok_s": prompt_len / (times[0] - t0)}
@@ -192,7 +193,7 @@ def run_reference(ckpt: Path, prompt_len: int, decode: int, batches: list[int], 
             times.append(time.perf_counter())
         return times
 
-    greedy(prompts(1, 8, V, 9)[0], 0)
+    greedy(prompts(1, prompt_len, V, 9)[0], 0)  # warm-up
     t0 = time.perf_counter()
     times = greedy(prompts(1, prompt_len, V, 1)[0], 0)
     res = {"ttft_s": times[0] - t0, "prefill_tok_s": prompt_len / (times[0] - t0), "prompt_len": prompt_len}
@@ -218,7 +219,7 @@ def run_llama_cpp(gguf: Path, prompt_len: int, decode: int, batches: list[int], 
     def last_argmax() -> int:  # eval() fills llm.scores only with logits_all=True (which slows prefill)
         return int(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(V,)).argmax())
 
-    llm.eval(prompts(1, 8, V, 9)[0])
+    llm.eval(prompts(1, prompt_len, V, 9)[0])  # warm-up
     llm.reset()
     t0 = time.perf_counter()
     llm.eval(prompts(1, prompt_len, V, 1)[0])
