@@ -1,5 +1,5 @@
 """The nano training run itself (a few steps): tied embeddings stay tied through training, checkpoints and
-export, and a run resumed from an untied checkpoint stays untied."""
+export, and a resumed run keeps the tying its checkpoint was trained with."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _run(**kw) -> RunConfig:
 
 
 def test_tied_run_trains_saves_and_exports_tied(tmp_path):
-    model, vocab, history = train(_run(), tmp_path / "run", show_progress=False)
+    model, vocab, history = train(_run(tie_embeddings=True), tmp_path / "run", show_progress=False)
     assert len(history) == 2
     assert model.lm_head.weight is model.model.embed_tokens.weight
     loaded, _, _ = load_trained(tmp_path / "run")
@@ -28,11 +28,16 @@ def test_tied_run_trains_saves_and_exports_tied(tmp_path):
     assert tensors["lm_head.weight"].abs().sum() > 0
 
 
-def test_resumed_untied_run_stays_untied(tmp_path):
-    model, _, _ = train(_run(tie_embeddings=False), tmp_path, show_progress=False)
-    assert model.lm_head.weight is not model.model.embed_tokens.weight
-    resumed = _run()  # the default ties; the run directory's checkpoint says otherwise
+def test_resumed_run_keeps_its_tying(tmp_path):
+    model, _, _ = train(_run(tie_embeddings=True), tmp_path, show_progress=False)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    resumed = _run()  # the default unties; the run directory's checkpoint says otherwise
     resumed.steps = 3
     model, _, history = train(resumed, tmp_path, show_progress=False)
-    assert len(history) == 3 and model.lm_head.weight is not model.model.embed_tokens.weight
+    assert len(history) == 3 and model.lm_head.weight is model.model.embed_tokens.weight
+
+
+def test_untied_run_trains_two_tensors(tmp_path):
+    model, _, _ = train(_run(), tmp_path, show_progress=False)
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
     assert not torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)

@@ -34,6 +34,9 @@ def train(
         Path | None, typer.Option(help=f"Also export the compact shipped model here (the repo's is {REPO_SHIP_DIR}).")
     ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads for training.")] = 1,
+    tie_embeddings: Annotated[
+        bool, typer.Option(help="Tie the unembedding to the embedding (a new run only; a resumed run keeps its own).")
+    ] = False,
 ) -> None:
     """Train gpt-oss-nano from scratch (resumes from the run directory's checkpoint if there is one)."""
 
@@ -44,7 +47,7 @@ def train(
         from ossgate.tune.plot import save_loss_curve
         from ossgate.vocab import data_dir
 
-        run = RunConfig(seed=seed)
+        run = RunConfig(seed=seed, tie_embeddings=tie_embeddings)
         if steps is not None:
             if steps < 1:
                 raise InvalidRequest("--steps must be at least 1", param="steps")
