@@ -37,6 +37,8 @@ def train(
     tie_embeddings: Annotated[
         bool, typer.Option(help="Tie the unembedding to the embedding (a new run only; a resumed run keeps its own).")
     ] = False,
+    heads: Annotated[int, typer.Option(min=1, help="Query heads (a new run only).")] = 4,
+    kv_heads: Annotated[int, typer.Option(min=1, help="Key/value heads; must divide --heads (a new run only).")] = 2,
 ) -> None:
     """Train gpt-oss-nano from scratch (resumes from the run directory's checkpoint if there is one)."""
 
@@ -47,7 +49,9 @@ def train(
         from ossgate.tune.plot import save_loss_curve
         from ossgate.vocab import data_dir
 
-        run = RunConfig(seed=seed, tie_embeddings=tie_embeddings)
+        if heads % kv_heads:
+            raise InvalidRequest("--kv-heads must divide --heads", param="kv_heads")
+        run = RunConfig(seed=seed, tie_embeddings=tie_embeddings, attention_heads=heads, kv_heads=kv_heads)
         if steps is not None:
             if steps < 1:
                 raise InvalidRequest("--steps must be at least 1", param="steps")

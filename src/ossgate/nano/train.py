@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 FULL_VOCAB = 201088
 
 
-def nano_config(vocab_size: int = FULL_VOCAB) -> ModelConfig:
+def nano_config(vocab_size: int = FULL_VOCAB, heads: int = 4, kv_heads: int = 2) -> ModelConfig:
     """gpt-oss-nano's shape: gpt-oss in every respect but size.
 
     Hidden and intermediate sizes are multiples of 32, the MXFP4 block.
@@ -36,8 +36,8 @@ def nano_config(vocab_size: int = FULL_VOCAB) -> ModelConfig:
         hidden_size=160,
         intermediate_size=256,
         head_dim=32,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         sliding_window=128,
         quantized=False,
     )
@@ -91,6 +91,13 @@ class RunConfig:
     # 16.7% vs 7.4%, but right tool 42% vs 50%, grounded exact 20% vs 36% (bench/results/nano.md); the
     # shipped model is untied.
     tie_embeddings: bool = False
+    attention_heads: int = 4  # query heads of 32 dims (the hidden size stays 160)
+    kv_heads: int = 2
+
+
+# RunConfig fields that shape the network: a resumed run takes them from its checkpoint
+# (checkpoints written before a field existed have its default)
+_ARCHITECTURE = ("tie_embeddings", "attention_heads", "kv_heads")
 
 
 def vocabulary_samples(seed: int) -> list[data.Sample]:
@@ -143,9 +150,11 @@ def train(
     log.info("%s examples, %s used token ids, built in %.0fs", len(examples), len(vocab), time.monotonic() - t0)
     compact_examples = [Example(vocab.compact(torch.tensor(ex.tokens)).tolist(), ex.mask) for ex in examples]
     previous = out_dir / "checkpoint.pt"
-    if previous.exists():  # a resumed run keeps the tying it started with
-        run.tie_embeddings = bool(torch.load(previous, weights_only=False)["extra"]["run"].get("tie_embeddings"))
-    model = Transformer(nano_config(len(vocab)))
+    if previous.exists():  # a resumed run keeps the shape and tying it started with
+        started = torch.load(previous, weights_only=False)["extra"]["run"]
+        for name in _ARCHITECTURE:
+            setattr(run, name, started.get(name, getattr(RunConfig, name)))
+    model = Transformer(nano_config(len(vocab), run.attention_heads, run.kv_heads))
     init_weights(model, run.seed)
     if run.tie_embeddings:
         tie(model)
@@ -172,8 +181,10 @@ def load_trained(out_dir: Path) -> tuple[Transformer, CompactVocab, list[dict]]:
     """The model saved by `train` in `out_dir` (its last checkpoint)."""
     state = torch.load(out_dir / "checkpoint.pt", weights_only=False)
     vocab = CompactVocab(state["extra"]["vocab_ids"], FULL_VOCAB)
-    model = Transformer(nano_config(len(vocab)))
-    if state["extra"]["run"].get("tie_embeddings"):
+    run = state["extra"]["run"]
+    heads, kv_heads = (run.get(name, getattr(RunConfig, name)) for name in ("attention_heads", "kv_heads"))
+    model = Transformer(nano_config(len(vocab), heads, kv_heads))
+    if run.get("tie_embeddings"):
         tie(model)
     model.load_state_dict(state["model"])
     model.eval()
