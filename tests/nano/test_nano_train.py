@@ -41,3 +41,13 @@ def test_untied_run_trains_two_tensors(tmp_path):
     model, _, _ = train(_run(), tmp_path, show_progress=False)
     assert model.lm_head.weight is not model.model.embed_tokens.weight
     assert not torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
+
+
+def test_attention_width_is_kept_by_the_checkpoint(tmp_path):
+    train(_run(attention_heads=8, kv_heads=4), tmp_path, show_progress=False)
+    loaded, _, _ = load_trained(tmp_path)
+    assert (loaded.config.num_attention_heads, loaded.config.num_key_value_heads) == (8, 4)
+    resumed = _run()  # default width; the checkpoint's wins
+    resumed.steps = 3
+    model, _, history = train(resumed, tmp_path, show_progress=False)
+    assert len(history) == 3 and model.config.num_attention_heads == 8
