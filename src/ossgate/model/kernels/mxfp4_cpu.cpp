@@ -156,7 +156,10 @@ inline void rows_q8(const uint8_t* blocks, const uint8_t* scales, int64_t row, i
                     int64_t t0, const uint16_t* bias, float* out) {
   const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)E2M1_X2_PLUS12));
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);  // scale byte -> 4 lanes
+  // scale byte b -> the top byte of lanes 4b..4b+3 (then >> 1: the exponent field of an fp32)
+  const __m512i to_hi = _mm512_set_epi32(0x03000000, 0x03000000, 0x03000000, 0x03000000, 0x02000000, 0x02000000,
+                                         0x02000000, 0x02000000, 0x01000000, 0x01000000, 0x01000000, 0x01000000, 0, 0, 0, 0);
+  constexpr __mmask64 HIBYTE = 0x8888888888888888ull;
   const int64_t C = q.C;
   __m512 acc[R][NT];
   for (int r = 0; r < R; ++r)
@@ -172,8 +175,12 @@ inline void rows_q8(const uint8_t* blocks, const uint8_t* scales, int64_t row, i
       wl[r] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, low4));
       wh[r] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
       // missing blocks read scale 0 (-> 0.0f, not a NaN from a neighbour's 255)
-      const __m128i s = _mm_maskz_loadu_epi8(left >= 4 ? 0xF : (1u << left) - 1, scales + (row + r) * G + 4 * c);
-      sw[r] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(s, spread)), 23));
+      const uint8_t* sp = scales + (row + r) * G + 4 * c;
+      int32_t four;  // a full chunk's 4 scale bytes, broadcast (a load, no shuffle)
+      if (left >= 4) memcpy(&four, sp, 4);
+      const __m512i sb = left >= 4 ? _mm512_set1_epi32(four)
+                                   : _mm512_castsi128_si512(_mm_maskz_loadu_epi8((1u << left) - 1, sp));
+      sw[r] = _mm512_castsi512_ps(_mm512_srli_epi32(_mm512_maskz_permutexvar_epi8(HIBYTE, to_hi, sb), 1));
     }
     for (int t = 0; t < NT; ++t) {
       const int64_t k = (t0 + t) * C + c;
