@@ -96,8 +96,22 @@ class RunConfig:
 
 
 # RunConfig fields that shape the network: a resumed run takes them from its checkpoint
-# (checkpoints written before a field existed have its default)
 _ARCHITECTURE = ("tie_embeddings", "attention_heads", "kv_heads")
+
+
+def architecture(run: dict) -> dict:
+    """The network-shaping fields of a run's settings (a checkpoint written before a field existed: its default)."""
+    return {name: run.get(name, getattr(RunConfig, name)) for name in _ARCHITECTURE}
+
+
+def network(arch: dict, n_ids: int, seed: int | None = None) -> Transformer:
+    """The nano Transformer for `architecture(...)` over n_ids compact ids; initialised from `seed` if given."""
+    model = Transformer(nano_config(n_ids, arch["attention_heads"], arch["kv_heads"]))
+    if seed is not None:
+        init_weights(model, seed)  # before tying: the shared tensor keeps the embedding's initialisation
+    if arch["tie_embeddings"]:
+        tie(model)
+    return model
 
 
 def vocabulary_samples(seed: int) -> list[data.Sample]:
@@ -151,13 +165,9 @@ def train(
     compact_examples = [Example(vocab.compact(torch.tensor(ex.tokens)).tolist(), ex.mask) for ex in examples]
     previous = out_dir / "checkpoint.pt"
     if previous.exists():  # a resumed run keeps the shape and tying it started with
-        started = torch.load(previous, weights_only=False)["extra"]["run"]
-        for name in _ARCHITECTURE:
-            setattr(run, name, started.get(name, getattr(RunConfig, name)))
-    model = Transformer(nano_config(len(vocab), run.attention_heads, run.kv_heads))
-    init_weights(model, run.seed)
-    if run.tie_embeddings:
-        tie(model)
+        for name, value in architecture(torch.load(previous, weights_only=False)["extra"]["run"]).items():
+            setattr(run, name, value)
+    model = network(architecture(run.__dict__), len(vocab), run.seed)
     init_number_embeddings(model, vocab, run.seed)
     config = TrainConfig(
         steps=run.steps, lr=run.lr, warmup=run.warmup, seed=run.seed, checkpoint_every=run.checkpoint_every
@@ -181,11 +191,7 @@ def load_trained(out_dir: Path) -> tuple[Transformer, CompactVocab, list[dict]]:
     """The model saved by `train` in `out_dir` (its last checkpoint)."""
     state = torch.load(out_dir / "checkpoint.pt", weights_only=False)
     vocab = CompactVocab(state["extra"]["vocab_ids"], FULL_VOCAB)
-    run = state["extra"]["run"]
-    heads, kv_heads = (run.get(name, getattr(RunConfig, name)) for name in ("attention_heads", "kv_heads"))
-    model = Transformer(nano_config(len(vocab), heads, kv_heads))
-    if run.get("tie_embeddings"):
-        tie(model)
+    model = network(architecture(state["extra"]["run"]), len(vocab))
     model.load_state_dict(state["model"])
     model.eval()
     return model, vocab, state["history"]
