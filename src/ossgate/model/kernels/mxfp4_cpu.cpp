@@ -95,12 +95,16 @@ inline float bf16_to_float(uint16_t b) {
 // E2M1 codes doubled (exact integers) plus 12: unsigned bytes for vpdpbusd.
 const int8_t E2M1_X2_PLUS12[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
 
-// n tokens' activations quantised for the fused kernel (chunks of 4 blocks, 128 elements).
+// n tokens' activations quantised for the fused kernel, chunk-major: chunk c of token t is the 256
+// bytes at (c * n + t) * 256, so that the kernel walks every token's data with one pointer and
+// constant offsets (a pointer a token and a row ran GCC out of registers: loop counters went to the
+// stack, and the tiles ran at half speed).
 struct Q8 {
-  int64_t C = 0;               // chunks a row
-  std::vector<int8_t> xe, xo;  // (n, C, 64): a chunk's even elements, its odd elements
-  std::vector<int32_t> ncorr;  // (n, C, 16): -12 x the sum of the 8 activations a vpdpbusd lane covers
-  std::vector<float> sa;       // (n, C, 16): the lane's block scale / 2 (the table is doubled)
+  int64_t C = 0, n = 0;  // chunks (4 blocks, 128 elements) a row, tokens
+  // per (chunk, token): 64 even elements (int8), 64 odd ones (int8), 16 int32 lanes of -12 x the sum of
+  // the 8 activations a vpdpbusd lane covers, 16 fp32 lanes of the lane's block scale / 2 (the table is doubled)
+  std::vector<int8_t> data;
+  static constexpr int64_t STRIDE = 256, XO = 64, NC = 128, SA = 192;
 };
 
 inline __m512 load16(const uint16_t* p) {  // 16 bf16 -> fp32
@@ -111,31 +115,31 @@ inline __m512 load16(const uint16_t* p) {  // 16 bf16 -> fp32
 void quantize(const uint16_t* x, int64_t n, int64_t K, Q8& q) {
   const int64_t G = K / 32, C = (G + 3) / 4;
   q.C = C;
-  q.xe.assign(n * C * 64, 0);
-  q.xo.assign(n * C * 64, 0);
-  q.ncorr.resize(n * C * 16);
-  q.sa.assign(n * C * 16, 0.0f);
+  q.n = n;
+  q.data.assign(C * n * Q8::STRIDE, 0);  // a row's last chunk may hold fewer than 4 blocks: zeros
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512i twelve = _mm512_set1_epi8(12);
   for (int64_t t = 0; t < n; ++t) {
-    int8_t *e = q.xe.data() + t * C * 64, *o = q.xo.data() + t * C * 64;
-    float* sa = q.sa.data() + t * C * 16;
     for (int64_t g = 0; g < G; ++g) {
+      int8_t* d = q.data.data() + ((g / 4) * n + t) * Q8::STRIDE;
+      const int64_t l = g % 4;  // the block's place in its chunk
       const __m512 v0 = load16(x + t * K + g * 32), v1 = load16(x + t * K + g * 32 + 16);
       const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
       const __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
       const __m512 ve = _mm512_mul_ps(_mm512_permutex2var_ps(v0, even, v1), id);
       const __m512 vo = _mm512_mul_ps(_mm512_permutex2var_ps(v0, odd, v1), id);
-      _mm_storeu_si128((__m128i*)(e + g * 16), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(ve)));
-      _mm_storeu_si128((__m128i*)(o + g * 16), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(vo)));
-      for (int l = 0; l < 4; ++l) sa[g * 4 + l] = amax / 127.0f * 0.5f;  // lanes 4(g%4).. of chunk g/4
+      _mm_storeu_si128((__m128i*)(d + l * 16), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(ve)));
+      _mm_storeu_si128((__m128i*)(d + Q8::XO + l * 16), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(vo)));
+      float* sa = (float*)(d + Q8::SA);
+      for (int j = 0; j < 4; ++j) sa[l * 4 + j] = amax / 127.0f * 0.5f;  // lanes 4l..4l+3
     }
-    for (int64_t c = 0; c < C; ++c) {
-      __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), twelve, _mm512_loadu_si512(e + c * 64));
-      s = _mm512_dpbusd_epi32(s, twelve, _mm512_loadu_si512(o + c * 64));
-      _mm512_storeu_si512(q.ncorr.data() + (t * C + c) * 16, _mm512_sub_epi32(_mm512_setzero_si512(), s));
-    }
+  }
+  for (int64_t i = 0; i < C * n; ++i) {
+    int8_t* d = q.data.data() + i * Q8::STRIDE;
+    __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), twelve, _mm512_loadu_si512(d));
+    s = _mm512_dpbusd_epi32(s, twelve, _mm512_loadu_si512(d + Q8::XO));
+    _mm512_storeu_si512(d + Q8::NC, _mm512_sub_epi32(_mm512_setzero_si512(), s));
   }
 }
 
@@ -160,33 +164,39 @@ inline void rows_q8(const uint8_t* blocks, const uint8_t* scales, int64_t row, i
   const __m512i to_hi = _mm512_set_epi32(0x03000000, 0x03000000, 0x03000000, 0x03000000, 0x02000000, 0x02000000,
                                          0x02000000, 0x02000000, 0x01000000, 0x01000000, 0x01000000, 0x01000000, 0, 0, 0, 0);
   constexpr __mmask64 HIBYTE = 0x8888888888888888ull;
-  const int64_t C = q.C;
+  const int64_t C = q.C, rs = G * 16;  // chunks a row, bytes a row of blocks
+  const uint8_t* b = blocks + row * rs;
+  const uint8_t* sp = scales + row * G;
+  const int8_t* x = q.data.data() + t0 * Q8::STRIDE;
+  const int64_t xstep = q.n * Q8::STRIDE;
   __m512 acc[R][NT];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < C; ++c) {
+  for (int64_t c = 0; c < C; ++c, b += 64, sp += 4, x += xstep) {
     const int64_t left = G - 4 * c;  // blocks in this chunk: 4, or fewer at the row's end
     __m512i wl[R], wh[R];
     __m512 sw[R];
     for (int r = 0; r < R; ++r) {
-      const uint8_t* b = blocks + ((row + r) * G + 4 * c) * 16;
-      _mm_prefetch((const char*)(b + PREFETCH), _MM_HINT_T0);  // past the row end is the next rows
-      const __m512i v = left >= 4 ? _mm512_loadu_si512(b) : _mm512_maskz_loadu_epi8((1ull << (16 * left)) - 1, b);
+      _mm_prefetch((const char*)(b + r * rs + PREFETCH), _MM_HINT_T0);  // past the row end is the next rows
+      const __m512i v = left >= 4 ? _mm512_loadu_si512(b + r * rs)
+                                  : _mm512_maskz_loadu_epi8((1ull << (16 * left)) - 1, b + r * rs);
       wl[r] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, low4));
       wh[r] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
       // missing blocks read scale 0 (-> 0.0f, not a NaN from a neighbour's 255)
-      const uint8_t* sp = scales + (row + r) * G + 4 * c;
       int32_t four;  // a full chunk's 4 scale bytes, broadcast (a load, no shuffle)
-      if (left >= 4) memcpy(&four, sp, 4);
+      if (left >= 4) memcpy(&four, sp + r * G, 4);
       const __m512i sb = left >= 4 ? _mm512_set1_epi32(four)
-                                   : _mm512_castsi128_si512(_mm_maskz_loadu_epi8((1u << left) - 1, sp));
+                                   : _mm512_castsi128_si512(_mm_maskz_loadu_epi8((1u << left) - 1, sp + r * G));
       sw[r] = _mm512_castsi512_ps(_mm512_srli_epi32(_mm512_maskz_permutexvar_epi8(HIBYTE, to_hi, sb), 1));
     }
     for (int t = 0; t < NT; ++t) {
-      const int64_t k = (t0 + t) * C + c;
-      const __m512i xe = _mm512_loadu_si512(q.xe.data() + k * 64), xo = _mm512_loadu_si512(q.xo.data() + k * 64);
-      const __m512i nc = _mm512_loadu_si512(q.ncorr.data() + k * 16);
-      const __m512 sa = _mm512_loadu_ps(q.sa.data() + k * 16);
+      const int8_t* xt = x + t * Q8::STRIDE;
+      __m512i xe = _mm512_loadu_si512(xt), xo = _mm512_loadu_si512(xt + Q8::XO);
+      __m512i nc = _mm512_loadu_si512(xt + Q8::NC);
+      __m512 sa = _mm512_loadu_ps((const float*)(xt + Q8::SA));
+      // in registers for all R rows: left to itself, GCC re-reads them from memory for every row,
+      // and that ran the tiles at ~60% of this speed
+      asm("" : "+v"(xe), "+v"(xo), "+v"(nc), "+v"(sa));
       for (int r = 0; r < R; ++r) {
         const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(nc, wl[r], xe), wh[r], xo);
         acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sw[r], sa), acc[r][t]);
@@ -194,8 +204,8 @@ inline void rows_q8(const uint8_t* blocks, const uint8_t* scales, int64_t row, i
     }
   }
   for (int r = 0; r < R; ++r) {
-    const float b = bias ? bf16_to_float(bias[row + r]) : 0.0f;
-    for (int t = 0; t < NT; ++t) out[(t0 + t) * O + row + r] = _mm512_reduce_add_ps(acc[r][t]) + b;
+    const float bb = bias ? bf16_to_float(bias[row + r]) : 0.0f;
+    for (int t = 0; t < NT; ++t) out[(t0 + t) * O + row + r] = _mm512_reduce_add_ps(acc[r][t]) + bb;
   }
 }
 
