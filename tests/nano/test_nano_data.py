@@ -60,24 +60,64 @@ def test_every_sample_renders_and_parses_with_harmony():
     assert {lang for _, lang in kinds} == {"en", "es"}
 
 
-def test_assistant_numbers_are_one_digit_per_token_with_the_same_text():
-    s = data.dataset(0, 1, kind="arithmetic")[0]
+def _targets(s: data.Sample) -> list[int]:
     tokens, mask = data.encode(s)
-    target = [t for t, m in zip(tokens, mask, strict=True) if m]
+    return [t for t, m in zip(tokens, mask, strict=True) if m]
+
+
+def test_computed_numbers_are_one_digit_per_token_copied_ones_keep_their_tokens():
     digit_ids = {text_tokens(str(d))[0] for d in range(10)}
-    multi = {t for t in target if decode([t]).isdigit() and t not in digit_ids}
-    assert not multi
+    rng = random.Random(3)
+    while True:  # a sum whose operands and result are all multi-digit
+        s = data.arithmetic(rng, "en", "medium")
+        first = s.messages[-1].reasoning.split("\n")[0]
+        if s.meta["answer"] >= 100 and " + " in first and min(map(int, first[8:-1].split(" + "))) >= 10:
+            break
+    target = _targets(s)
+    a, b = (int(n) for n in first.removeprefix("We need ").rstrip(".").split(" + "))
+    answer_digits = [text_tokens(d)[0] for d in str(s.meta["answer"])]
+    canonical_answer = text_tokens(str(s.meta["answer"]))
+    assert all(t in digit_ids for t in answer_digits)
+    # the answer, computed, is written digit by digit; never as the o200k tokens of its text
+    assert " ".join(map(str, answer_digits)) in " ".join(map(str, target))
+    assert len(canonical_answer) < len(answer_digits)
+    assert " ".join(map(str, canonical_answer)) not in " ".join(map(str, target))
+    # the operands, copied from the question, keep the question's tokens
+    for n in (a, b):
+        assert " ".join(map(str, text_tokens(str(n)))) in " ".join(map(str, target))
     canonical = render_prompt(s.messages[:-1], effort=s.effort)
-    assert decode(tokens).startswith(decode(canonical))
+    assert decode(data.encode(s)[0]).startswith(decode(canonical))
     assert str(s.meta["answer"]) in decode(target)
+
+
+def test_a_value_quoted_from_a_passage_keeps_the_passage_tokens():
+    for s in data.dataset(7, 40, kind="grounded"):
+        value = s.meta["value"]
+        if s.meta["answerable"] and any(len(n) > 1 for n in value.replace("-", " ").split() if n.isdigit()):
+            break
+    target = " ".join(map(str, _targets(s)))
+    assert " ".join(map(str, text_tokens(value))) in target
+
+
+def test_digitize_keeps_only_the_numbers_it_is_told_to():
+    tokens = text_tokens("pay 2267 or 345")
+    split = data.digitize(tokens, keep=frozenset({"2267"}))
+    assert decode(split) == decode(tokens)
+    assert split[: len(text_tokens("pay 2267"))] == text_tokens("pay 2267")
+    assert split[-3:] == [text_tokens(d)[0] for d in "345"]
+    assert data.digitize(tokens) != tokens and decode(data.digitize(tokens)) == decode(tokens)
 
 
 def test_column_arithmetic_is_right():
     for op, a, b in [("+", 17, 25), ("-", 342, 127), ("*", 47, 6), ("+", 999, 999), ("-", 100, 1)]:
         lines, short = data.column_steps(op, a, b)
-        assert len(short) >= 2 and lines
-    lines, _ = data.column_steps("+", 17, 25)
-    assert lines == ["Ones: 7 + 5 = 12, write 2, carry 1.", "Tens: 1 + 2 + 1 = 4, write 4."]
+        result = {"+": a + b, "-": a - b, "*": a * b}[op]
+        # the last step's result so far is the answer (zero-padded where a difference is shorter)
+        assert int(lines[-1].rsplit(" ", 1)[1].rstrip(".")) == result
+        assert int(short[-1].rsplit("(", 1)[1].rstrip(")")) == result
+    lines, short = data.column_steps("+", 17, 25)
+    assert lines == ["Ones: 7 + 5 = 12, write 2, carry 1; so far 2.", "Tens: 1 + 2 + 1 = 4, write 4; so far 42."]
+    assert short == ["7+5=12 (2)", "1+2+1=4 (42)"]
 
 
 def test_analysis_grows_with_reasoning_effort():

@@ -44,6 +44,7 @@ def train(
 
     def go() -> None:
         from ossgate.nano.artifact import export_compact
+        from ossgate.nano.data import GENERATOR_VERSION
         from ossgate.nano.train import RunConfig
         from ossgate.nano.train import train as run_training
         from ossgate.tune.plot import save_loss_curve
@@ -69,6 +70,8 @@ def train(
         )
         if ship:
             extra = {
+                "model": "gpt-oss-nano",
+                "generator_version": GENERATOR_VERSION,
                 "run": run.__dict__,
                 "steps": len(history),
                 "final_loss": last,

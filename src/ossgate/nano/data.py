@@ -6,8 +6,9 @@ English and its length follows the reasoning effort (low: one line, medium: the 
 steps and a check). `sample(rng)` draws one conversation; `dataset(seed, n)` is the reproducible list.
 
 Tokens: the prompt side is rendered exactly as `ossgate.harmony` renders requests; on the assistant
-side every number is written one digit per token (o200k packs up to three digits into a token, which
-a model this small cannot add up). The decoded text is unchanged, only the token split differs.
+side every number it computes is written one digit per token (o200k packs up to three digits into a
+token, which a model this small cannot add up), while a number it copies from the conversation keeps
+the conversation's tokens. The decoded text is unchanged, only the token split differs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -23,7 +25,7 @@ from ossgate.harmony import _history as harmony_history
 from ossgate.nano import tools as pool
 from ossgate.vocab import O200K_FILENAME, provision_vocabulary
 
-GENERATOR_VERSION = 3  # bump when the generated data changes (invalidates tokenised caches)
+GENERATOR_VERSION = 4  # bump when the generated data changes (invalidates tokenised caches)
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 IDENTITY = {
     "en": "I am gpt-oss-nano, a small demonstration model served by ossgate.",
@@ -130,19 +132,35 @@ _PLACES = ["Ones", "Tens", "Hundreds", "Thousands"]
 
 
 def column_steps(op: str, a: int, b: int) -> tuple[list[str], list[str]]:
-    """The column method, one line per digit: (medium lines, the same steps compressed for low effort)."""
+    """The column method, one line per digit: (medium lines, the same steps compressed for low effort).
+
+    Every step also writes the result so far (its digits, most significant first): the answer is then
+    a copy of the last step's, and each step's a copy of the one before with a digit in front. A model
+    this small fails to re-assemble digits written lines apart in reverse order, not to copy a run.
+    """
     lines, short = [], []
+    digits = ""  # the result so far
+
+    def step(line: str, compact: str, digit: int) -> None:
+        nonlocal digits
+        digits = f"{digit}{digits}"
+        lines.append(f"{line}; so far {digits}.")
+        short.append(f"{compact} ({digits})")
+
     if op == "+":
         width = max(len(str(a)), len(str(b)))
         da, db, carry = _digits(a, width), _digits(b, width), 0
         for i in range(width):
             s = da[i] + db[i] + carry
             expr = f"{da[i]} + {db[i]}" + (f" + {carry}" if carry else "")
-            lines.append(f"{_PLACES[i]}: {expr} = {s}, write {s % 10}" + (", carry 1." if s >= 10 else "."))
-            short.append(f"{expr.replace(' ', '')}={s}")
+            step(
+                f"{_PLACES[i]}: {expr} = {s}, write {s % 10}" + (", carry 1" if s >= 10 else ""),
+                f"{expr.replace(' ', '')}={s}",
+                s % 10,
+            )
             carry = s // 10
         if carry:
-            lines.append(f"{_PLACES[width]}: write the carried 1.")
+            step(f"{_PLACES[width]}: write the carried 1", "carry 1", 1)
     elif op == "-":
         width = len(str(a))
         da, db, borrow = _digits(a, width), _digits(b, width), 0
@@ -150,25 +168,29 @@ def column_steps(op: str, a: int, b: int) -> tuple[list[str], list[str]]:
             top = da[i] - borrow
             expr_top = f"{da[i]} - {borrow}" if borrow else f"{da[i]}"
             if top < db[i]:
-                lines.append(
-                    f"{_PLACES[i]}: {expr_top} is less than {db[i]}, borrow: {top + 10} - {db[i]} = {top + 10 - db[i]}."
+                d = top + 10 - db[i]
+                step(
+                    f"{_PLACES[i]}: {expr_top} is less than {db[i]}, borrow: {top + 10} - {db[i]} = {d}",
+                    f"{top + 10}-{db[i]}={d}",
+                    d,
                 )
-                short.append(f"{top + 10}-{db[i]}={top + 10 - db[i]}")
                 borrow = 1
             else:
-                lines.append(f"{_PLACES[i]}: {expr_top} - {db[i]} = {top - db[i]}.")
-                short.append(f"{top}-{db[i]}={top - db[i]}")
+                step(f"{_PLACES[i]}: {expr_top} - {db[i]} = {top - db[i]}", f"{top}-{db[i]}={top - db[i]}", top - db[i])
                 borrow = 0
     else:
         da, carry = _digits(a, len(str(a))), 0
         for i, d in enumerate(da):
             p = d * b + carry
             expr = f"{d} × {b}" + (f" + {carry}" if carry else "")
-            lines.append(f"{_PLACES[i]}: {expr} = {p}, write {p % 10}" + (f", carry {p // 10}." if p >= 10 else "."))
-            short.append(f"{expr.replace(' ', '')}={p}")
+            step(
+                f"{_PLACES[i]}: {expr} = {p}, write {p % 10}" + (f", carry {p // 10}" if p >= 10 else ""),
+                f"{expr.replace(' ', '')}={p}",
+                p % 10,
+            )
             carry = p // 10
         if carry:
-            lines.append(f"{_PLACES[len(da)]}: write the carried {carry}.")
+            step(f"{_PLACES[len(da)]}: write the carried {carry}", f"carry {carry}", carry)
     return lines, short
 
 
@@ -250,11 +272,16 @@ def tool_call(rng: random.Random, lang: str, effort: Effort, held_out: bool = Fa
         return Sample("tool", lang, effort, [user, answer], tools, meta={"tool": None, "held_out": held_out})
     name = target.tool.name
     args = target.arguments(request.arguments_for(lang))
+    # the description first, then the name: in the developer message a tool's description comes just
+    # before its name, so once the right description is found the name is a copy of what follows it
+    # (the other order asked for the name outright, and the model answered with names it had memorised)
+    desc = target.tool.description
     reasoning = _analysis(
         effort,
-        f"Use {name}.",
-        f"The request matches {name}: {target.tool.description}",
-        f"The request matches {name}: {target.tool.description} I copy the arguments from the request: {args}",
+        f"Tool for: {desc} It is {name}.",
+        f"The request fits the tool that says: {desc} That tool is {name}.",
+        f"The request fits the tool that says: {desc} That tool is {name}. "
+        f"I copy the arguments from the request: {args}",
     )
     call = ChatMessage("assistant", "", reasoning=reasoning, tool_calls=[ToolCall(name=name, arguments=args)])
     output = ChatMessage("tool", json.dumps(request.output, ensure_ascii=False), name=name)
@@ -477,28 +504,63 @@ def dataset(seed: int, n: int, kind: str | None = None, **kw) -> list[Sample]:
 
 
 @cache
-def _digit_split() -> dict[int, tuple[int, ...]]:
-    """Token id of every multi-digit number token -> its digits' token ids (one digit a token).
+def _number_tokens() -> dict[int, bytes]:
+    """Token id -> its digits, for every token that is 1-3 digits.
 
     Read from the vocabulary file itself (one line per token: base64 bytes, rank): asking the
     tokenizer about each of the 1110 numbers would take half a minute.
     """
-    pieces: dict[bytes, int] = {}
+    numbers: dict[int, bytes] = {}
     with (provision_vocabulary() / O200K_FILENAME).open("rb") as f:
         for line in f:
             token, rank = line.split()
             raw = base64.b64decode(token)
             if raw.isdigit():
-                pieces[raw] = int(rank)
-    return {rank: tuple(pieces[bytes([c])] for c in raw) for raw, rank in pieces.items() if len(raw) > 1}
+                numbers[int(rank)] = raw
+    return numbers
 
 
-def digitize(tokens: list[int]) -> list[int]:
-    """Re-split number tokens so each digit is its own token (same text, different split)."""
-    split = _digit_split()
+@cache
+def _digit_split() -> dict[int, tuple[int, ...]]:
+    """Token id of every multi-digit number token -> its digits' token ids (one digit a token)."""
+    single = {raw: rank for rank, raw in _number_tokens().items() if len(raw) == 1}
+    return {rank: tuple(single[bytes([c])] for c in raw) for rank, raw in _number_tokens().items() if len(raw) > 1}
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def numbers_in(tokens: list[int]) -> frozenset[str]:
+    """Every maximal digit run in the text of `tokens`."""
+    return frozenset(_NUMBER.findall(encoding().decode(tokens)))
+
+
+def digitize(tokens: list[int], keep: frozenset[str] = frozenset()) -> list[int]:
+    """Re-split number tokens so each digit is its own token (same text, different split).
+
+    A number whose digits are in `keep` (the numbers of the conversation so far) stays as it is:
+    copying it from the context is then a copy of the same tokens, while computing one digit by
+    digit is what a model this small can do. Splitting copies too made every quoted price, phone
+    number or tool argument a token-to-digits conversion, and that is where most answers went wrong.
+    """
+    split, numbers = _digit_split(), _number_tokens()
     out: list[int] = []
-    for t in tokens:
-        out.extend(split.get(t, (t,)))
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j < len(tokens) and tokens[j] in numbers:
+            j += 1
+        if j == i:
+            out.append(tokens[i])
+            i += 1
+            continue
+        run = tokens[i:j]
+        if b"".join(numbers[t] for t in run).decode() in keep:
+            out.extend(run)
+        else:
+            for t in run:
+                out.extend(split.get(t, (t,)))
+        i = j
     return out
 
 
@@ -533,7 +595,7 @@ def encode(s: Sample) -> tuple[list[int], list[bool]]:
         completion = completion_tokens(m)
         tokens += new_prompt
         mask += [False] * len(new_prompt)
-        digits = digitize(completion)
+        digits = digitize(completion, keep=numbers_in(prompt))
         tokens += digits
         mask += [True] * len(digits)
         seen = len(prompt) + len(completion)
