@@ -37,13 +37,12 @@ def test_materialised_checkpoint_has_the_gpt_oss_layout(nano_checkpoint):
     assert model_path() == nano_checkpoint  # second call: already there, nothing rebuilt
 
 
-# The shipped v0.3 (4000 steps, ~85 CPU-minutes on a shared machine) is below the bar on these
-# two; strict xfail makes them fail (XPASS) as soon as a better-trained model is shipped, so the markers
-# are removed then. See bench/results/nano.md.
-BELOW_BAR = pytest.mark.xfail(strict=True, reason="gpt-oss-nano v0.3 is under-trained: see bench/results/nano.md")
+# The shipped v0.4 (7000 steps, ~67 CPU-minutes) is below the bar on the held-out evaluation;
+# strict xfail makes the test fail (XPASS) as soon as a model that passes is shipped, so the marker is
+# removed then. See bench/results/nano.md.
+BELOW_BAR = pytest.mark.xfail(strict=True, reason="gpt-oss-nano v0.4 is under-trained: see bench/results/nano.md")
 
 
-@BELOW_BAR
 def test_answers_17_plus_25(nano_model):
     prompt = render_prompt([ChatMessage("user", "What is 17 + 25?")], effort="medium")
     done = parse_completion(generate(nano_model, prompt, max_tokens=200, stop_ids=stop_token_ids()))
