@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from ossgate.engine.generate import generate
-from ossgate.harmony import ChatMessage, parse_completion, render_prompt, stop_token_ids
+from ossgate.engine.generate import generate, generate_batch
+from ossgate.engine.sampling import SamplingParams
+from ossgate.harmony import ChatMessage, Tool, parse_completion, render_prompt, stop_token_ids
 from ossgate.nano import evaluate as ev
 from ossgate.nano.artifact import COMPACT_FILE, model_path, shipped_dir
 
@@ -48,6 +49,31 @@ def test_answers_17_plus_25(nano_model):
     done = parse_completion(generate(nano_model, prompt, max_tokens=200, stop_ids=stop_token_ids()))
     assert "12" in done.analysis  # 7 + 5 = 12, carry 1
     assert "42" in done.final
+
+
+def test_calls_the_one_declared_tool_at_every_effort(nano_model):
+    """The first thing a user tries with tools; a checkpoint that declined it at some effort was not shipped."""
+    weather = Tool(
+        name="get_weather",
+        description="Get the current weather for a city.",
+        parameters={
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name"}},
+            "required": ["city"],
+        },
+    )
+    cities = {
+        "What's the weather in Paris?": "Paris",
+        "What is the weather like in Madrid?": "Madrid",
+        "¿Qué tiempo hace en Lima?": "Lima",
+    }
+    cases = [(q, e) for q in cities for e in ("low", "medium", "high")]
+    prompts = [render_prompt([ChatMessage("user", q)], effort=e, tools=[weather]) for q, e in cases]
+    params = SamplingParams(max_tokens=200, temperature=0.0, stop_token_ids=stop_token_ids())
+    for (question, effort), out in zip(cases, generate_batch(nano_model, prompts, params), strict=True):
+        calls = parse_completion(out).tool_calls
+        assert [c.name for c in calls] == ["get_weather"], (question, effort)
+        assert json.loads(calls[0].arguments) == {"city": cities[question]}, (question, effort)
 
 
 def test_transformers_gives_the_same_greedy_continuation(nano_checkpoint, nano_model):
