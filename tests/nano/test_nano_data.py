@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from ossgate.harmony import decode, parse_completion, render_prompt, stop_token_ids, text_tokens
 from ossgate.nano import data
 from ossgate.nano.tools import FAMILIES, schema_conforms
@@ -70,11 +72,12 @@ def test_computed_numbers_are_one_digit_per_token_copied_ones_keep_their_tokens(
     rng = random.Random(3)
     while True:  # a sum whose operands and result are all multi-digit
         s = data.arithmetic(rng, "en", "medium")
-        first = s.messages[-1].reasoning.split("\n")[0]
-        if s.meta["answer"] >= 100 and " + " in first and min(map(int, first[8:-1].split(" + "))) >= 10:
+        first = s.messages[-1].reasoning.split("\n")[0]  # "We need A + B."
+        operands = first.removeprefix("We need ").rstrip(".").split(" + ")
+        if len(operands) == 2 and s.meta["answer"] >= 100 and min(map(int, operands)) >= 10:
             break
     target = _targets(s)
-    a, b = (int(n) for n in first.removeprefix("We need ").rstrip(".").split(" + "))
+    a, b = map(int, operands)
     answer_digits = [text_tokens(d)[0] for d in str(s.meta["answer"])]
     canonical_answer = text_tokens(str(s.meta["answer"]))
     assert all(t in digit_ids for t in answer_digits)
@@ -95,6 +98,8 @@ def test_a_value_quoted_from_a_passage_keeps_the_passage_tokens():
         value = s.meta["value"]
         if s.meta["answerable"] and any(len(n) > 1 for n in value.replace("-", " ").split() if n.isdigit()):
             break
+    else:
+        pytest.fail("no grounded sample quotes a multi-digit number")
     target = " ".join(map(str, _targets(s)))
     assert " ".join(map(str, text_tokens(value))) in target
 
