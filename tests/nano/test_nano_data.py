@@ -149,8 +149,10 @@ def test_tool_pool_is_large_and_held_out_declarations_never_train():
     names = {n for f in FAMILIES for n in f.names}
     assert len(names) >= 50
     held_out = {f.names[-1] for f in FAMILIES}
+    held_out_descriptions = {f.descriptions[-1] for f in FAMILIES}
     for s in data.dataset(4, 400, kind="tool"):
         assert not held_out & {t.name for t in s.tools}
+        assert not held_out_descriptions & {t.description for t in s.tools}
         for t in s.tools:
             json.dumps(t.parameters)  # every schema is plain JSON
 
