@@ -4,6 +4,7 @@ with the same greedy output, and passes its held-out evaluation on a sample."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from safetensors import safe_open
 from ossgate.engine.generate import generate, generate_batch
 from ossgate.engine.sampling import SamplingParams
 from ossgate.harmony import ChatMessage, Tool, parse_completion, render_prompt, stop_token_ids
+from ossgate.nano import data
 from ossgate.nano import evaluate as ev
 from ossgate.nano.artifact import COMPACT_FILE, model_path, shipped_dir
 
@@ -38,10 +40,10 @@ def test_materialised_checkpoint_has_the_gpt_oss_layout(nano_checkpoint):
     assert model_path() == nano_checkpoint  # second call: already there, nothing rebuilt
 
 
-# The shipped v0.4 (7000 steps, 66 minutes at 2 threads) is below the issue's bar on the held-out evaluation;
+# The shipped v0.5 (10000 steps, 84 minutes at 2 threads) is below the issue's bar on the held-out evaluation;
 # strict xfail makes the test fail (XPASS) as soon as a model that passes is shipped, so the marker is
 # removed then. See bench/results/nano.md.
-BELOW_BAR = pytest.mark.xfail(strict=True, reason="gpt-oss-nano v0.4 is under-trained: see bench/results/nano.md")
+BELOW_BAR = pytest.mark.xfail(strict=True, reason="gpt-oss-nano v0.5 is under-trained: see bench/results/nano.md")
 
 
 def test_answers_17_plus_25(nano_model):
@@ -100,11 +102,23 @@ def test_held_out_evaluation_on_a_sample_passes(sample_report):
     assert sample_report.ok, f"below threshold: {failed}; analysis lengths {sample_report.analysis_chars}"
 
 
-def test_held_out_sample_speaks_harmony_and_follows_reasoning_effort(sample_report):
-    """What v0 does reach: valid harmony, effort-dependent reasoning length, its identity."""
+def test_held_out_sample_speaks_harmony_and_says_who_it_is(sample_report):
     assert sample_report.metrics["format_valid"] >= 0.99
-    assert sample_report.passed["analysis_length_increasing"], sample_report.analysis_chars
     assert sample_report.metrics["identity"] == 1.0
+
+
+def test_reasoning_grows_with_effort_on_the_same_held_out_prompts(nano_model):
+    """Each prompt asked at low, medium and high: a sample this small drawn at random efforts would
+    mostly compare skills (a column sum against a refusal), not efforts."""
+    firsts = [c.sample for c in ev.build_cases(2) if c.stage == "first"]
+    samples = [s for kind in ("arithmetic", "tool", "grounded") for s in [x for x in firsts if x.kind == kind][:2]]
+    efforts = ("low", "medium", "high")
+    prompts = [data.prompt_tokens(replace(s, effort=e)) for s in samples for e in efforts]
+    params = SamplingParams(max_tokens=250, temperature=0.0, stop_token_ids=stop_token_ids())
+    outs = generate_batch(nano_model, prompts, params)
+    lengths = [len(parse_completion(out).analysis) for out in outs]
+    by_effort = [sum(lengths[i::3]) / len(samples) for i in range(3)]
+    assert by_effort[0] < by_effort[1] < by_effort[2], dict(zip(efforts, by_effort, strict=True))
 
 
 def test_materialise_builds_once_and_rebuilds_for_a_new_shipped_file(nano_home, tmp_path):

@@ -25,7 +25,7 @@ from ossgate.harmony import _history as harmony_history
 from ossgate.nano import tools as pool
 from ossgate.vocab import O200K_FILENAME, provision_vocabulary
 
-GENERATOR_VERSION = 4  # bump when the generated data changes (invalidates tokenised caches)
+GENERATOR_VERSION = 7  # bump when the generated data changes (invalidates tokenised caches)
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 IDENTITY = {
     "en": "I am gpt-oss-nano, a small demonstration model served by ossgate.",
@@ -131,6 +131,18 @@ def _digits(n: int, width: int) -> list[int]:
 _PLACES = ["Ones", "Tens", "Hundreds", "Thousands"]
 
 
+def spell(n: int, width: int) -> str:
+    """`n`'s digits by place, most significant first, zero-padded to `width`: "605 is hundreds 6, tens 0, ones 5".
+
+    o200k writes 605 as one token, so each column step would read a digit out of a token's embedding
+    many tokens back, the place chosen by the step's label: most of v0.4's arithmetic errors were that
+    read ("Tens: 5" for 521). Spelt once, right after the number, each digit follows its place word and
+    the nearest number token; the column steps then copy the digit that follows "tens" in the spelling.
+    """
+    places = [f"{_PLACES[i].lower()} {d}" for i, d in reversed(list(enumerate(_digits(n, width))))]
+    return f"{n} is " + ", ".join(places)
+
+
 def column_steps(op: str, a: int, b: int) -> tuple[list[str], list[str]]:
     """The column method, one line per digit: (medium lines, the same steps compressed for low effort).
 
@@ -206,6 +218,8 @@ def arithmetic(rng: random.Random, lang: str, effort: Effort) -> Sample:
     answer = {"+": a + b, "-": a - b, "*": a * b}[op]
     s = _SIGN[op]
     lines, short = column_steps(op, a, b)
+    width = {"+": max(len(str(a)), len(str(b))), "-": len(str(a)), "*": len(str(a))}[op]
+    spelt = "; ".join([spell(a, width)] + ([spell(b, width)] if op != "*" else []))
     check = {
         "+": f"Check: {answer} - {b} = {a}.",
         "-": f"Check: {answer} + {b} = {a}.",
@@ -213,11 +227,12 @@ def arithmetic(rng: random.Random, lang: str, effort: Effort) -> Sample:
     }[op]
     reasoning = _analysis(
         effort,
-        f"{a} {s} {b}: {', '.join(short)}, so {answer}.",
-        "\n".join([f"We need {a} {s} {b}.", *lines, f"So {a} {s} {b} = {answer}."]),
+        f"{a} {s} {b}: {spelt}; {', '.join(short)}, so {answer}.",
+        "\n".join([f"We need {a} {s} {b}.", f"{spelt}.", *lines, f"So {a} {s} {b} = {answer}."]),
         "\n".join(
             [
                 f"We need {a} {s} {b}. Work column by column.",
+                f"{spelt}.",
                 *lines,
                 f"So {a} {s} {b} = {answer}.",
                 check,
@@ -232,7 +247,7 @@ def arithmetic(rng: random.Random, lang: str, effort: Effort) -> Sample:
         lang,
         effort,
         [*_instructions(rng), user, ChatMessage("assistant", final, reasoning=reasoning)],
-        meta={"answer": answer},
+        meta={"answer": answer, "operands": (a, op, b)},
     )
 
 

@@ -106,7 +106,7 @@ def score(cases: list[Case], outputs: list[list[int]]) -> Report:
     """Score completions (token ids after `<|start|>assistant`) against their cases."""
     stops = set(stop_token_ids())
     hits: dict[str, list[bool]] = defaultdict(list)
-    chars: dict[str, list[int]] = defaultdict(list)
+    chars: dict[tuple[str, str], list[int]] = defaultdict(list)
     failures = []
     for case, out in zip(cases, outputs, strict=True):
         s = case.sample
@@ -117,7 +117,7 @@ def score(cases: list[Case], outputs: list[list[int]]) -> Report:
             done, valid = Completion(), False
         hits["format_valid"].append(valid)
         if case.stage == "first":
-            chars[s.effort].append(len(done.analysis))
+            chars[(s.kind, s.effort)].append(len(done.analysis))
         ok = _score_one(case, done, hits)
         if not (ok and valid):
             failures.append(
@@ -133,11 +133,24 @@ def score(cases: list[Case], outputs: list[list[int]]) -> Report:
                 }
             )
     metrics = {k: sum(v) / len(v) for k, v in hits.items() if v}
-    analysis = {e: sum(chars[e]) / len(chars[e]) for e in data.EFFORTS if chars[e]}
+    analysis = _analysis_by_effort(chars)
     passed = {k: metrics.get(k, 0.0) >= t for k, t in THRESHOLDS.items() if k in metrics}
     if len(analysis) == 3:
         passed["analysis_length_increasing"] = analysis["low"] < analysis["medium"] < analysis["high"]
     return Report(metrics, {k: len(v) for k, v in hits.items()}, analysis, passed, failures)
+
+
+def _analysis_by_effort(chars: dict[tuple[str, str], list[int]]) -> dict[str, float]:
+    """Mean analysis length at each effort, averaged over the skills drawn at all three efforts.
+
+    Skills differ in length far more than efforts do (a column sum against "Harmful request; refuse."), so a
+    plain mean by effort mostly measures which skills the draw happened to put at each effort.
+    """
+    kinds = {k for k, _ in chars}
+    complete = [k for k in sorted(kinds) if all(chars.get((k, e)) for e in data.EFFORTS)]
+    if not complete:
+        return {}
+    return {e: sum(sum(chars[k, e]) / len(chars[k, e]) for k in complete) / len(complete) for e in data.EFFORTS}
 
 
 def _score_one(case: Case, done: Completion, hits: dict[str, list[bool]]) -> bool:
