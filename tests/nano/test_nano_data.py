@@ -132,7 +132,7 @@ def test_operands_are_spelt_by_place_before_the_column_steps():
         a, op, b = s.meta["operands"]
         analysis = s.messages[-1].reasoning
         width = len(str(a if op == "*" else max(a, b)))
-        assert data.spell(a, width) in analysis
+        assert data.spell(a, width) in analysis and data.spelt_operands(op, a, b) in analysis
         assert (data.spell(b, width) in analysis) == (op != "*")  # the one-digit multiplier is already a digit
         lines, short = data.column_steps(op, a, b)
         first_step = short[0] if s.effort == "low" else lines[0]

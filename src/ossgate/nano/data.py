@@ -143,6 +143,12 @@ def spell(n: int, width: int) -> str:
     return f"{n} is " + ", ".join(places)
 
 
+def spelt_operands(op: str, a: int, b: int) -> str:
+    """Both operands as the analysis spells them, padded to the columns of the steps (a multiplier is one digit)."""
+    width = max(len(str(a)), len(str(b))) if op == "+" else len(str(a))  # a >= b in a difference
+    return "; ".join([spell(a, width)] + ([spell(b, width)] if op != "*" else []))
+
+
 def column_steps(op: str, a: int, b: int) -> tuple[list[str], list[str]]:
     """The column method, one line per digit: (medium lines, the same steps compressed for low effort).
 
@@ -218,8 +224,7 @@ def arithmetic(rng: random.Random, lang: str, effort: Effort) -> Sample:
     answer = {"+": a + b, "-": a - b, "*": a * b}[op]
     s = _SIGN[op]
     lines, short = column_steps(op, a, b)
-    width = {"+": max(len(str(a)), len(str(b))), "-": len(str(a)), "*": len(str(a))}[op]
-    spelt = "; ".join([spell(a, width)] + ([spell(b, width)] if op != "*" else []))
+    spelt = spelt_operands(op, a, b)
     check = {
         "+": f"Check: {answer} - {b} = {a}.",
         "-": f"Check: {answer} + {b} = {a}.",

@@ -3,12 +3,14 @@
 Every metric is computed from the harmony-parsed completion, as a client of the server would see it:
 
 - format: the completion parses as harmony and ends with a stop token
-- arithmetic: the last integer in the final answer equals the answer
+- arithmetic: the last integer in the final answer equals the answer; separately, whether the analysis
+  spells both operands by place right (most wrong sums went wrong there)
 - tools: the call's JSON arguments are valid and conform to the declared schema; the right tool is
   called (or none, when no declared tool fits); separately for tool declarations held out of training;
   after the tool's output, the final answer reports it
 - grounded: the answer contains the passage's value and cites the right [n]; abstains when no passage has it
-- analysis length (characters) by reasoning effort, which must grow low < medium < high
+- analysis length (characters) by reasoning effort, which must grow low < medium < high (a mean per skill,
+  averaged over the skills)
 """
 
 from __future__ import annotations
@@ -162,6 +164,9 @@ def _score_one(case: Case, done: Completion, hits: dict[str, list[bool]]) -> boo
     if s.kind == "arithmetic":
         ok = _last_int(done.final) == s.meta["answer"] and not done.tool_calls
         hits["arithmetic_exact"].append(ok)
+        # where a wrong sum goes wrong: reading the operands' digits out of their tokens, or the steps after
+        a, op, b = s.meta["operands"]
+        hits["arithmetic_operands_spelt"].append(data.spelt_operands(op, a, b) in done.analysis)
         if "tool" in s.meta:
             hits["tool_right_held_out" if case.held_out else "tool_right"].append(not done.tool_calls)
         return ok
