@@ -81,7 +81,7 @@ class RunConfig:
     seed: int = 0
     samples: int = 30000  # distinct conversations (epochs repeat them)
     batch_tokens: int = 4096
-    steps: int = 7000  # v0.5's first command (~60 min at 2 threads); `--steps 10000` then resumes it
+    steps: int = 7000  # v0.5's first command (~60 min at 2 threads); `--steps 10000`, `13000` resume it
     lr: float = 3e-3
     warmup: int = 60
     checkpoint_every: int = 100
