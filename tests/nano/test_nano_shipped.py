@@ -112,13 +112,12 @@ def test_reasoning_grows_with_effort_on_the_same_held_out_prompts(nano_model):
     mostly compare skills (a column sum against a refusal), not efforts."""
     firsts = [c.sample for c in ev.build_cases(2) if c.stage == "first"]
     samples = [s for kind in ("arithmetic", "tool", "grounded") for s in [x for x in firsts if x.kind == kind][:2]]
-    efforts = ("low", "medium", "high")
-    prompts = [data.prompt_tokens(replace(s, effort=e)) for s in samples for e in efforts]
+    prompts = [data.prompt_tokens(replace(s, effort=e)) for s in samples for e in data.EFFORTS]
     params = SamplingParams(max_tokens=250, temperature=0.0, stop_token_ids=stop_token_ids())
     outs = generate_batch(nano_model, prompts, params)
     lengths = [len(parse_completion(out).analysis) for out in outs]
     by_effort = [sum(lengths[i::3]) / len(samples) for i in range(3)]
-    assert by_effort[0] < by_effort[1] < by_effort[2], dict(zip(efforts, by_effort, strict=True))
+    assert by_effort[0] < by_effort[1] < by_effort[2], dict(zip(data.EFFORTS, by_effort, strict=True))
 
 
 def test_materialise_builds_once_and_rebuilds_for_a_new_shipped_file(nano_home, tmp_path):
