@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
@@ -167,6 +168,16 @@ def test_tool_pool_is_large_and_held_out_declarations_never_train():
         assert not held_out_descriptions & {t.description for t in s.tools}
         for t in s.tools:
             json.dumps(t.parameters)  # every schema is plain JSON
+
+
+def test_held_out_descriptions_use_words_of_training_descriptions():
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[\w']+", text.lower()))
+
+    known = {w for f in FAMILIES for d in f.descriptions[:-1] for w in words(d)}
+    for f in FAMILIES:
+        assert f.descriptions[-1] not in f.descriptions[:-1]
+        assert words(f.descriptions[-1]) <= known, f.names[-1]
 
 
 def test_cli_dumps_samples_and_rejects_unknown_kinds():

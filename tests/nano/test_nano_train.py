@@ -1,5 +1,6 @@
 """The nano training run itself (a few steps): tied embeddings stay tied through training, checkpoints and
-export, and a resumed run keeps the tying its checkpoint was trained with."""
+export, a resumed run keeps the tying its checkpoint was trained with, the number tokens' embeddings
+keep their place code, and a run can start from a shipped model."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from ossgate.nano.artifact import COMPACT_FILE, export_compact
-from ossgate.nano.train import RunConfig, load_trained, train
+from ossgate.nano.train import RunConfig, architecture, init_number_embeddings, load_trained, network, train
 
 
 def _run(**kw) -> RunConfig:
@@ -51,3 +52,54 @@ def test_attention_width_is_kept_by_the_checkpoint(tmp_path):
     resumed.steps = 3
     model, _, history = train(resumed, tmp_path, show_progress=False)
     assert len(history) == 3 and model.config.num_attention_heads == 8
+
+
+def test_number_embeddings_keep_their_place_code_while_the_rest_trains(tmp_path):
+    run = _run()
+    model, vocab, _ = train(run, tmp_path, show_progress=False)
+    start = network(architecture(run.__dict__), len(vocab), run.seed)
+    rows = init_number_embeddings(start, vocab, run.seed)
+    assert len(rows) > 100  # o200k's one- to three-digit numbers that the data uses
+    trained, initial = model.model.embed_tokens.weight, start.model.embed_tokens.weight
+    torch.testing.assert_close(trained[rows], initial[rows], rtol=0, atol=0)
+    others = sorted(set(range(len(vocab))) - set(rows))
+    assert (trained[others] - initial[others]).abs().amax(dim=1).gt(0).sum() > 100
+
+
+def test_a_run_can_start_from_a_shipped_model(tmp_path):
+    """--init: experts, attention and the rows of shared ids start as the shipped file has them."""
+    from ossgate.model import mxfp4
+
+    first, vocab_a, _ = train(_run(), tmp_path / "a", show_progress=False)
+    export_compact(first, vocab_a, tmp_path / "ship")
+    shipped = load_file(str(tmp_path / "ship" / COMPACT_FILE))
+    run = _run(init=str(tmp_path / "ship"))
+    run.samples = 60  # more conversations: ids the first run never saw
+    run.lr, run.steps = 0.0, 1  # one step that moves nothing: the model as it started
+    model, vocab, _ = train(run, tmp_path / "b", show_progress=False)
+    assert set(vocab_a.ids) < set(vocab.ids)
+
+    name = "model.layers.1.mlp.experts.down_proj"
+    dense = mxfp4.dequantize(shipped[name + "_blocks"], shipped[name + "_scales"], torch.float32).transpose(1, 2)
+    torch.testing.assert_close(model.state_dict()[name], dense, rtol=0, atol=0)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    torch.testing.assert_close(model.state_dict()[q], shipped[q].float(), rtol=0, atol=0)
+
+    numbers = set(init_number_embeddings(network(architecture(run.__dict__), len(vocab), 0), vocab, run.seed))
+    row_a = {full: i for i, full in enumerate(vocab_a.ids)}
+    shared = [(i, row_a[f]) for i, f in enumerate(vocab.ids) if f in row_a and i not in numbers]
+    new, old = torch.tensor(shared).T
+    head = model.lm_head.weight.detach()
+    torch.testing.assert_close(head[new], shipped["lm_head.weight"][old].float(), rtol=0, atol=0)
+    unseen = [i for i, f in enumerate(vocab.ids) if f not in row_a]
+    assert head[unseen].abs().sum() > 0  # new ids start from the fresh initialisation, not zero
+
+
+def test_init_that_is_not_a_shipped_model_is_one_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from ossgate.nano.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--init", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0
+    assert "nano.safetensors" in result.output and "Traceback" not in result.output

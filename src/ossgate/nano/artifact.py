@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 NAME = "gpt-oss-nano"
 COMPACT_FILE = "nano.safetensors"
-_ROWS = ("model.embed_tokens.weight", "lm_head.weight")  # stored as used rows only
+ROWS = ("model.embed_tokens.weight", "lm_head.weight")  # stored as used rows only
 _STAMP = ".source-sha256"  # which compact file a materialised directory came from
 
 
@@ -62,7 +62,7 @@ def expand_model(model: Transformer, vocab: CompactVocab) -> Transformer:
     """A compact-vocabulary model as a full-vocabulary Transformer (dense experts, fp32, unused rows zero)."""
     config = ModelConfig(**(model.config.as_dict() | {"vocab_size": vocab.full_size, "quantized": False}))
     full = Transformer(config)
-    state = {k: (vocab.expand_rows(v.float()) if k in _ROWS else v.float()) for k, v in model.state_dict().items()}
+    state = {k: (vocab.expand_rows(v.float()) if k in ROWS else v.float()) for k, v in model.state_dict().items()}
     full.load_state_dict(state)
     full.requires_grad_(False)
     return full.eval()
@@ -90,7 +90,7 @@ def full_tensors(compact: dict[str, torch.Tensor], config: ModelConfig) -> Itera
     for name, t in compact.items():
         if name == "vocab_ids":
             continue
-        yield name, vocab.expand_rows(t) if name in _ROWS else t
+        yield name, vocab.expand_rows(t) if name in ROWS else t
 
 
 def materialise(source: Path, target: Path) -> Path:

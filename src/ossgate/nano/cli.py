@@ -39,6 +39,10 @@ def train(
     ] = False,
     heads: Annotated[int, typer.Option(min=1, help="Query heads (a new run only).")] = 4,
     kv_heads: Annotated[int, typer.Option(min=1, help="Key/value heads; must divide --heads (a new run only).")] = 2,
+    lr: Annotated[float | None, typer.Option(min=0, help="Peak learning rate (default: the full run's).")] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from this shipped gpt-oss-nano directory instead of random weights.")
+    ] = None,
 ) -> None:
     """Train gpt-oss-nano from scratch (resumes from the run directory's checkpoint if there is one)."""
 
@@ -59,6 +63,14 @@ def train(
             run.steps, run.warmup = steps, min(run.warmup, max(1, steps // 10))
         if samples is not None:
             run.samples = samples
+        if lr is not None:
+            run.lr = lr
+        if init is not None:
+            from ossgate.nano.artifact import COMPACT_FILE
+
+            if not (init / COMPACT_FILE).is_file():
+                raise InvalidRequest(f"--init {init}: no {COMPACT_FILE} there", param="init")
+            run.init = str(init)
         out_dir = out or data_dir() / "nano-train" / f"seed{seed}"
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         started = time.monotonic()
