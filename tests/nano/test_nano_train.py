@@ -4,6 +4,7 @@ keep their place code, and a run can start from a shipped model."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -103,3 +104,20 @@ def test_init_that_is_not_a_shipped_model_is_one_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["train", "--init", str(tmp_path), "--out", str(tmp_path / "run")])
     assert result.exit_code != 0
     assert "nano.safetensors" in result.output and "Traceback" not in result.output
+
+
+def test_a_shipped_model_of_another_shape_is_refused(tmp_path):
+    from ossgate.errors import CheckpointError
+
+    wide, vocab, _ = train(_run(attention_heads=8, kv_heads=4), tmp_path / "a", show_progress=False)
+    export_compact(wide, vocab, tmp_path / "ship")
+    with pytest.raises(CheckpointError, match="self_attn.*this run.s is"):
+        train(_run(init=str(tmp_path / "ship")), tmp_path / "b", show_progress=False)
+
+
+def test_worker_processes_tokenise_exactly_as_one_process():
+    from ossgate.nano import data
+    from ossgate.nano.train import _encode_all
+
+    samples = data.dataset(3, 40)
+    assert list(_encode_all(samples, 2)) == list(_encode_all(samples, 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,15 +103,24 @@ def init_from_shipped(model: Transformer, vocab: CompactVocab, source: Path) -> 
     state = model.state_dict()
     with torch.no_grad():
         for name, t in state.items():
-            if name in ROWS:
-                t[hits[:, 0]] = stored[name][hits[:, 1]].to(t.dtype)
-            elif name + "_blocks" in stored:  # MXFP4 (E, out, in/32, 16) -> dense (E, in, out)
-                dense = mxfp4.dequantize(stored[name + "_blocks"], stored[name + "_scales"], torch.float32)
-                t.copy_(dense.transpose(1, 2))
+            if name in ROWS:  # (ids, D): the ids differ, the width must not
+                value = stored[name][hits[:, 1]]
+                if value.shape[1:] != t.shape[1:]:
+                    raise CheckpointError(f"{source}: {name} rows are {value.shape[1]} wide, this run's {t.shape[1]}")
+                t[hits[:, 0]] = value.to(t.dtype)
+                continue
+            if name + "_blocks" in stored:  # MXFP4 (E, out, in/32, 16) -> dense (E, in, out)
+                value = mxfp4.dequantize(stored[name + "_blocks"], stored[name + "_scales"], torch.float32)
+                value = value.transpose(1, 2)
             elif name in stored:
-                t.copy_(stored[name].to(t.dtype))
-            elif not name.endswith("rotary.inv_freq"):  # computed from the config, never stored
+                value = stored[name]
+            elif name.endswith("rotary.inv_freq"):  # computed from the config, never stored
+                continue
+            else:
                 raise CheckpointError(f"{source}: no tensor {name}; not a gpt-oss-nano of this shape")
+            if value.shape != t.shape:
+                raise CheckpointError(f"{source}: {name} is {tuple(value.shape)}, this run's is {tuple(t.shape)}")
+            t.copy_(value.to(t.dtype))
     return len(vocab) - len(hits)
 
 
@@ -125,7 +135,7 @@ class RunConfig:
 
     seed: int = 0
     # distinct conversations: v0.5 saw its 30 000 about six times each and its loss on fresh ones was
-    # twice the training loss (five times on grounded answers); 100 000 are seen about twice
+    # twice the training loss (nearly six times on grounded answers); 100 000 are seen about twice
     samples: int = 100000
     batch_tokens: int = 4096
     steps: int = 8000  # from scratch; ~105-160 min at 2 threads on a 2-vCPU EPYC (0.8-1.2 s a step)
@@ -188,14 +198,21 @@ def build_examples(
     return examples, vocab
 
 
+def _encode_all(samples: list[data.Sample], workers: int) -> Iterator[tuple[list[int], list[bool]]]:
+    """`data.encode` of every sample, in order; rendering is pure Python (~9 ms each), so workers split it."""
+    if workers <= 1:
+        yield from map(data.encode, samples)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        yield from pool.map(data.encode, samples, chunksize=256)
+
+
 def _tokenise(run: RunConfig, show_progress: bool, workers: int = 1) -> tuple[list[Example], CompactVocab]:
     samples = data.dataset(run.seed, run.samples)
     examples: list[Example] = []
-    # rendering is pure Python (~9 ms a conversation): worker processes split it, in order
-    with Progress(transient=True, disable=not show_progress) as bar, ProcessPoolExecutor(workers) as pool:
+    with Progress(transient=True, disable=not show_progress) as bar:
         task = bar.add_task("tokenising", total=len(samples))
-        encoded = pool.map(data.encode, samples, chunksize=256) if workers > 1 else map(data.encode, samples)
-        for tokens, mask in encoded:
+        for tokens, mask in _encode_all(samples, workers):
             examples.append(Example(tokens, mask))
             bar.advance(task)
     used = {t for ex in examples for t in ex.tokens}
