@@ -206,6 +206,19 @@ def test_models_tokenize_detokenize_health_metrics(client, tiny_server):
             "does not match",
         ),
         ({"messages": []}, 400, "messages", "at least 1"),
+        ({"response_format": {"type": "xml"}}, 400, "response_format", "'json_schema'"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            400,
+            "response_format.json_schema.schema",
+            "is required",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"minItems": "2"}}}},
+            400,
+            "response_format",
+            "cannot be enforced",
+        ),
     ],
 )
 def test_errors_are_openai_json(tiny_server, body, status, param, words):

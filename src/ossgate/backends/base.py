@@ -40,6 +40,7 @@ class ChatTurn:
     tools: list[Tool] = field(default_factory=list)
     tool_choice: ToolChoice = "auto"
     forced_tool: str | None = None  # tool_choice naming one function: the call is forced
+    final_schema: dict | None = None  # response_format: the final answer is JSON matching this schema
     request_id: str = ""
 
 

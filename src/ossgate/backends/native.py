@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ossgate import harmony
+from ossgate import harmony, structured
 from ossgate.backends.base import (
     ChatTurn,
     CompletionEvent,
@@ -34,7 +34,7 @@ from ossgate.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
-# gpt-oss has no grammar-constrained decoding here, so `tool_choice: required` is asked for in words.
+# the grammar makes `tool_choice: required` end in a call; saying so too keeps the analysis consistent with it
 REQUIRED_TOOL_INSTRUCTION = "You must call one of the provided functions now; do not answer the user directly."
 
 
@@ -117,7 +117,10 @@ class NativeBackend:
         """One short generation at start-up: the first forward pass builds/loads kernels (seconds to tens of
         seconds on CPU), which should not land on the first client's request."""
         prompt = harmony.render_prompt([harmony.ChatMessage("user", "hi")])
-        stream = await self.engine.generate(prompt, SamplingParams(max_tokens=2, temperature=0), "warm-up")
+        # under a grammar, so the engine also builds the grammar tokenizer (~3 s) before the first tool call
+        grammar = structured.turn_grammar(final_schema=structured.ANY_OBJECT)
+        params = SamplingParams(max_tokens=2, temperature=0, grammar=grammar)
+        stream = await self.engine.generate(prompt, params, "warm-up")
         async for _ in stream:
             pass
 
@@ -207,10 +210,25 @@ class NativeBackend:
             prefill = list(harmony.encoding().encode(header, allowed_special="all"))
         return prompt + prefill, prefill
 
+    @staticmethod
+    def grammar(turn: ChatTurn) -> str | None:
+        """What the turn must follow: calls only to declared tools with schema-valid arguments, JSON finals."""
+        tools = [] if turn.tool_choice == "none" else turn.tools
+        grammar = structured.turn_grammar(
+            tools,
+            require_call=turn.tool_choice == "required",
+            forced_tool=next((t for t in tools if t.name == turn.forced_tool), None),
+            final_schema=turn.final_schema,
+        )
+        if grammar is not None:
+            structured.check(grammar)
+        return grammar
+
     async def chat(self, turn: ChatTurn) -> AsyncIterator[OutputEvent]:
         assert self.engine is not None, "backend not started"
         prompt, prefill = self.render(turn)
         params = self._params(turn.sampling, len(prompt), harmony.stop_token_ids())
+        params.grammar = self.grammar(turn)
         request_id = turn.request_id or uuid.uuid4().hex
         stream = await self.engine.generate(prompt, params, request_id=request_id)
         decoder = TurnDecoder(len(prompt), prefill, turn.sampling.stop, turn.sampling.logprobs is not None)

@@ -86,6 +86,9 @@ def chat_payload(turn: ChatTurn, model: str) -> dict[str, Any]:
         body["tool_choice"] = (
             {"type": "function", "function": {"name": turn.forced_tool}} if turn.forced_tool else turn.tool_choice
         )
+    if turn.final_schema is not None:
+        schema = {"name": "response", "schema": turn.final_schema}
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
     return body
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ossgate.engine.constraint import Constraint
 from ossgate.engine.kv_cache import KVBudget, SequenceKV
 from ossgate.engine.prefix_cache import PrefixCache
 from ossgate.engine.request import Request, TokenEvent
@@ -91,7 +92,13 @@ class EngineCore:
         rows = self._forward(out)
         for chunk, logits in rows:
             r = chunk.request
-            samples[r.request_id] = sample(logits, r.params, r.generator, r.all_tokens)
+            if r.params.grammar is not None:
+                if r.constraint is None:  # here, not at admission: only the engine needs the matcher
+                    r.constraint = Constraint(r.params.grammar)
+                logits = r.constraint.mask(logits)
+            samples[r.request_id] = s = sample(logits, r.params, r.generator, r.all_tokens)
+            if r.constraint is not None:
+                r.constraint.advance(s.token)
         for c in out.chunks:
             if c.samples:
                 self.tokens_generated += 1

@@ -44,11 +44,17 @@ def generate(
 
 
 def generate_batch(
-    model: Transformer, prompts: list[list[int]], params: SamplingParams, core: EngineCore | None = None
+    model: Transformer,
+    prompts: list[list[int]],
+    params: SamplingParams | Sequence[SamplingParams],
+    core: EngineCore | None = None,
 ) -> list[list[int]]:
-    """Several prompts through one engine with continuous batching; outputs in prompt order."""
+    """Several prompts through one engine with continuous batching; outputs in prompt order.
+
+    `params`: one for all prompts, or one per prompt (say, each with its own grammar)."""
     core = core or EngineCore(model)
-    requests = [Request(f"batch-{next(_ids)}", list(p), params) for p in prompts]
+    each = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+    requests = [Request(f"batch-{next(_ids)}", list(p), q) for p, q in zip(prompts, each, strict=True)]
     for r in requests:
         core.add(r)
     while core.has_work:

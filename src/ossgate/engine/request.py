@@ -63,6 +63,7 @@ class Request:
     error: str | None = None
     cache: object | None = None  # the sequence's KV cache while it holds a slot
     generator: torch.Generator | None = None
+    constraint: object | None = None  # the grammar's matcher (engine/constraint.py), made in the engine
 
     def __post_init__(self) -> None:
         if self.params.seed is not None:

@@ -23,6 +23,7 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)
     logprobs: int | None = None  # None = off; N = also return the N most likely alternatives
     repetition_penalty: float = 1.0
+    grammar: str | None = None  # Lark for llguidance (ossgate/structured.py): tokens outside it are masked
 
     def validate(self) -> None:
         checks = [
@@ -64,7 +65,8 @@ def _filter(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
 
 
 def sample(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator | None, history: list[int]) -> Sample:
-    """Pick the next token from one sequence's logits (V,). Reported logprobs are of the raw distribution."""
+    """Pick the next token from one sequence's logits (V,). Reported logprobs are of these logits, before
+    temperature and filters (after a grammar's mask, which is applied by the caller)."""
     logits = logits.float()
     if p.repetition_penalty != 1.0 and history:
         seen = torch.tensor(sorted(set(history)), device=logits.device)

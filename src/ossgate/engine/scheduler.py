@@ -165,7 +165,7 @@ class Scheduler:
             self.prefix_cache.store(r.prompt[: r.num_computed], r.cache.copy(r.num_computed))
 
     def _stop_status(self, r: Request) -> Status | None:
-        if r.output[-1] in r.params.stop_token_ids:
+        if r.output[-1] in r.params.stop_token_ids or (r.constraint is not None and r.constraint.done):
             return Status.FINISHED_STOPPED
         if len(r.output) >= r.params.max_tokens or r.num_tokens >= self.config.max_context:
             return Status.FINISHED_LENGTH

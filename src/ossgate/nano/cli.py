@@ -108,6 +108,9 @@ def evaluate(
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report (with failures) here.")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads.")] = 1,
+    structured: Annotated[
+        bool, typer.Option(help="Decode under the tool-call grammar, as `ossgate serve` does (default: model alone).")
+    ] = False,
 ) -> None:
     """Held-out evaluation: prints the table, exits 1 when a threshold is missed."""
 
@@ -127,8 +130,9 @@ def evaluate(
             path = model or model_path()
             net, source = load_model(path, dtype=torch.float32, show_progress=False), str(path)
         started = time.monotonic()
-        report = ev.run(net, n, seed if seed is not None else ev.EVAL_SEED)
-        console.print(f"model: {source}; {n} conversations per skill; {time.monotonic() - started:.0f}s")
+        report = ev.run(net, n, seed if seed is not None else ev.EVAL_SEED, structured=structured)
+        decoding = "under the tool-call grammar" if structured else "unconstrained"
+        console.print(f"model: {source}; {n} conversations per skill, {decoding}; {time.monotonic() - started:.0f}s")
         console.print(ev.table(report), markup=False, highlight=False)
         if json_out:
             json_out.parent.mkdir(parents=True, exist_ok=True)

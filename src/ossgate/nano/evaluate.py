@@ -27,6 +27,7 @@ from ossgate.harmony import Completion, MalformedHarmony, parse_completion, rend
 from ossgate.model.transformer import Transformer
 from ossgate.nano import data
 from ossgate.nano.tools import schema_conforms
+from ossgate.structured import turn_grammar
 
 EVAL_SEED = 20250805  # differs from every training seed
 THRESHOLDS = {
@@ -202,10 +203,24 @@ def _score_one(case: Case, done: Completion, hits: dict[str, list[bool]]) -> boo
     return ok
 
 
-def run(model: Transformer, n: int, seed: int = EVAL_SEED, max_tokens: int = 400) -> Report:
-    """Generate greedily for every case (continuous batching on the engine) and score."""
+def run(
+    model: Transformer, n: int, seed: int = EVAL_SEED, max_tokens: int = 400, structured: bool = False
+) -> Report:
+    """Generate greedily for every case (continuous batching on the engine) and score.
+
+    `structured`: decode as `ossgate serve` does, under the turn grammar of the case's tools (calls only to
+    declared tools, arguments that match their schema); off, the figures are the model's own.
+    """
     cases = build_cases(n, seed)
-    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, stop_token_ids=stop_token_ids())
+    params = [
+        SamplingParams(
+            max_tokens=max_tokens,
+            temperature=0.0,
+            stop_token_ids=stop_token_ids(),
+            grammar=turn_grammar(c.sample.tools) if structured else None,
+        )
+        for c in cases
+    ]
     outputs = generate_batch(model, [c.prompt for c in cases], params)
     return score(cases, outputs)
 

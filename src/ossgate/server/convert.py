@@ -141,6 +141,27 @@ def tool_choice_of(choice: Any, tools: list[Tool], nested: bool) -> tuple[ToolCh
     )
 
 
+def final_schema_of(fmt: Any, param: str, nested: bool) -> dict | None:
+    """The JSON schema a final answer must match, from `response_format` (chat; `nested`: the schema sits
+    under "json_schema") or `text.format` (responses): None for plain text."""
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = fmt.get("json_schema") if nested else fmt
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        where = f"{param}.json_schema.schema" if nested else f"{param}.schema"
+        if schema is None:
+            raise InvalidRequest(f"{where} is required for type 'json_schema'", param=where)
+        _check_schema(schema, where)
+        return schema
+    raise InvalidRequest(f"{param}.type must be 'text', 'json_object' or 'json_schema'; got {kind!r}", param=param)
+
+
 def chat_messages(messages: list[dict[str, Any]]) -> list[ChatMessage]:
     """Chat Completions `messages` -> ChatMessages."""
     if not messages:

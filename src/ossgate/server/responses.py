@@ -65,8 +65,15 @@ def response_turn(body: ResponseRequest, history: list[dict[str, Any]], function
         seed=body.seed,
         logprobs=body.top_logprobs,
     )
+    fmt = (body.text or {}).get("format")
     return ChatTurn(
-        messages=messages, sampling=sampling, effort=effort, tools=tools, tool_choice=mode, forced_tool=forced
+        messages=messages,
+        sampling=sampling,
+        effort=effort,
+        tools=tools,
+        tool_choice=mode,
+        forced_tool=forced,
+        final_schema=convert.final_schema_of(fmt, "text.format", nested=False),
     )
 
 
@@ -102,7 +109,7 @@ def response_json(
         },
         "store": body.store,
         "temperature": body.temperature,
-        "text": {"format": {"type": "text"}},
+        "text": {"format": (body.text or {}).get("format") or {"type": "text"}},
         "tool_choice": body.tool_choice or "auto",
         "tools": body.tools or [],
         "top_p": body.top_p,

@@ -30,6 +30,7 @@ class ChatCompletionRequest(_Body):
     include_reasoning: bool = True  # False: the reasoning is generated but not returned
     tools: list[Any] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
@@ -74,6 +75,7 @@ class ResponseRequest(_Body):
     previous_response_id: str | None = None
     metadata: dict[str, str] | None = None
     parallel_tool_calls: bool = True
+    text: dict[str, Any] | None = None  # {"format": {"type": "text" | "json_object" | "json_schema", ...}}
 
 
 class CompletionRequest(_Body):

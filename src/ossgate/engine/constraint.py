@@ -1,0 +1,73 @@
+"""Grammar-constrained sampling: llguidance masks the tokens that would leave a request's grammar.
+
+The grammar (Lark, built by ossgate/structured.py) travels in SamplingParams as text, so it crosses to
+the engine process like any other parameter; the matcher that follows it lives with the request here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import llguidance
+import llguidance.torch
+import torch
+from tiktoken.load import load_tiktoken_bpe
+
+from ossgate import harmony
+from ossgate.vocab import O200K_FILENAME, provision_vocabulary
+
+# o200k's pre-tokenisation pattern, as tiktoken's openai_public.o200k_base defines it (tiktoken only builds
+# it inside a function that downloads the vocabulary, so it is spelt out here)
+O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+VOCAB_SIZE = 201088  # o200k_harmony: 199998 byte-pair tokens, then the special and reserved ones
+
+
+@functools.cache
+def tokenizer() -> llguidance.LLTokenizer:
+    """o200k_harmony for llguidance, from the offline vocabulary (about 3 s, once per process)."""
+    ranks = load_tiktoken_bpe(str(provision_vocabulary() / O200K_FILENAME))
+    enc = harmony.encoding()
+    specials = {enc.decode([i]): i for i in range(len(ranks), VOCAB_SIZE)}
+    return llguidance.LLTokenizer.from_tiktoken(
+        encoder=ranks,
+        special_tokens=specials,
+        pattern=O200K_PATTERN,
+        eos_token=harmony.special_token_id("<|return|>"),
+        n_vocab=VOCAB_SIZE,
+    )
+
+
+class Constraint:
+    """One request's position in its grammar."""
+
+    def __init__(self, grammar: str) -> None:
+        grammar = llguidance.LLMatcher.grammar_from_lark(grammar)
+        self.matcher = llguidance.LLMatcher(tokenizer(), grammar, log_level=0)  # errors are raised, not printed
+        if self.matcher.is_error():
+            raise ValueError(self.matcher.get_error())
+        self.bitmask = llguidance.torch.allocate_token_bitmask(1, VOCAB_SIZE)
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits (V,) with every token the grammar forbids at -inf (a new tensor; the input is left alone)."""
+        llguidance.torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        out = logits.float().clone()
+        llguidance.torch.apply_token_bitmask_inplace(out, self.bitmask[0, : (out.shape[-1] + 31) // 32])
+        return out
+
+    def advance(self, token: int) -> None:
+        if not self.matcher.consume_token(token):
+            raise ValueError(self.matcher.get_error() or f"token {token} leaves the grammar")
+
+    @property
+    def done(self) -> bool:
+        return self.matcher.is_stopped()
