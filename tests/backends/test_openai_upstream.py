@@ -124,3 +124,17 @@ def test_unreachable_upstream_is_a_502(tmp_path, ossgate_home):
         assert r.status_code == 502 and "unreachable" in r.json()["error"]["message"]
     finally:
         dead.stop()
+
+
+def test_response_format_reaches_the_upstream(servers):
+    direct, fronted = clients(servers)
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "check", "schema": schema}}
+
+    def said(client, model: str, **kw) -> tuple:
+        m = client.chat.completions.create(model=model, messages=USER, max_tokens=8, temperature=0, **kw)
+        return m.choices[0].message.content, getattr(m.choices[0].message, "reasoning", None)
+
+    bound = said(direct, "tiny", response_format=fmt)
+    assert said(fronted, "fronted", response_format=fmt) == bound
+    assert said(direct, "tiny") != bound  # the format changed what the random model wrote
