@@ -117,7 +117,7 @@ class NativeBackend:
         """One short generation at start-up: the first forward pass builds/loads kernels (seconds to tens of
         seconds on CPU), which should not land on the first client's request."""
         prompt = harmony.render_prompt([harmony.ChatMessage("user", "hi")])
-        # under a grammar, so the engine also builds the grammar tokenizer (~3 s) before the first tool call
+        # under a grammar, so the engine also builds the grammar tokenizer (~2 s) before the first tool call
         grammar = structured.turn_grammar(final_schema=structured.ANY_OBJECT)
         params = SamplingParams(max_tokens=2, temperature=0, grammar=grammar)
         stream = await self.engine.generate(prompt, params, "warm-up")

@@ -14,33 +14,16 @@ import torch
 from tiktoken.load import load_tiktoken_bpe
 
 from ossgate import harmony
+from ossgate.model.tokenizer_files import O200K_PATTERN, VOCAB_SIZE, special_tokens
 from ossgate.vocab import O200K_FILENAME, provision_vocabulary
-
-# o200k's pre-tokenisation pattern, as tiktoken's openai_public.o200k_base defines it (tiktoken only builds
-# it inside a function that downloads the vocabulary, so it is spelt out here)
-O200K_PATTERN = "|".join(
-    [
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""\p{N}{1,3}""",
-        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-        r"""\s*[\r\n]+""",
-        r"""\s+(?!\S)""",
-        r"""\s+""",
-    ]
-)
-VOCAB_SIZE = 201088  # o200k_harmony: 199998 byte-pair tokens, then the special and reserved ones
 
 
 @functools.cache
 def tokenizer() -> llguidance.LLTokenizer:
-    """o200k_harmony for llguidance, from the offline vocabulary (about 3 s, once per process)."""
-    ranks = load_tiktoken_bpe(str(provision_vocabulary() / O200K_FILENAME))
-    enc = harmony.encoding()
-    specials = {enc.decode([i]): i for i in range(len(ranks), VOCAB_SIZE)}
+    """o200k_harmony for llguidance, from the offline vocabulary (about 2 s, once per process)."""
     return llguidance.LLTokenizer.from_tiktoken(
-        encoder=ranks,
-        special_tokens=specials,
+        encoder=load_tiktoken_bpe(str(provision_vocabulary() / O200K_FILENAME)),
+        special_tokens=special_tokens(),
         pattern=O200K_PATTERN,
         eos_token=harmony.special_token_id("<|return|>"),
         n_vocab=VOCAB_SIZE,
