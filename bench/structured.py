@@ -99,7 +99,7 @@ def main() -> None:
 
     # the grammar's own work, replayed on the constrained outputs: everything but the model
     per_token, replayed = 0.0, 0
-    logits = torch.zeros(201088)
+    logits = torch.zeros(constraint.VOCAB_SIZE)
     for case, out in zip(cases, rows["grammar"][-1], strict=True):
         c = constraint.Constraint(turn_grammar(case.sample.tools))
         started = time.perf_counter()

@@ -8,7 +8,9 @@ messages, then either a final answer or a call `to=functions.NAME` of a *declare
 arguments match that tool's schema. Free text stays free; only the structure is enforced.
 
 The grammar is Lark as llguidance reads it (`%json {…}` embeds a JSON schema, `<|…|>` is a special
-token). The engine applies it (engine/constraint.py); here it is only built and checked.
+token). The engine applies it (engine/constraint.py); here it is only built. Tool schemas it cannot compile
+fall back to any JSON object; a response format's schema is checked where the request is read
+(server/convert.py), so the grammar built from checked parts always compiles.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def _error(grammar: str) -> str:
     return llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(grammar))
 
 
-def check(grammar: str, param: str = "response_format") -> None:
-    """Raise InvalidRequest (a 400) when the grammar does not compile, e.g. a response_format schema that is not one."""
-    if error := _error(grammar):
+def check_schema(schema: dict[str, Any], param: str) -> None:
+    """Raise InvalidRequest (a 400) when a response format's schema cannot be enforced (llguidance rejects it)."""
+    if error := _error(f"start: {_json(schema)}"):
         raise InvalidRequest(f"the JSON schema cannot be enforced: {error.splitlines()[0]}", param=param)

@@ -84,7 +84,9 @@ def test_the_mask_leaves_only_declared_names_after_the_recipient_prefix():
     c = Constraint(structured.turn_grammar([WEATHER, ORDER]))
     for t in tokens("<|channel|>commentary to=functions."):
         c.advance(t)
-    allowed = torch.isfinite(c.mask(torch.zeros(201088))).nonzero().flatten().tolist()
+    logits = torch.zeros(201088)
+    c.mask(logits)
+    allowed = torch.isfinite(logits).nonzero().flatten().tolist()
     texts = {harmony.encoding().decode([t]) for t in allowed}
     assert texts and all("get_weather".startswith(x) or "lookup_order".startswith(x) for x in texts)
 
@@ -104,15 +106,16 @@ def test_closed_forbids_unlisted_properties_at_every_level():
     assert structured.closed(open_map) == open_map
 
 
-def test_a_schema_that_cannot_compile_is_a_bad_request():
-    with pytest.raises(InvalidRequest):
-        structured.check(structured.turn_grammar(final_schema={"type": "object", "minProperties": "two"}))
+def test_a_response_schema_that_cannot_compile_is_a_bad_request():
+    with pytest.raises(InvalidRequest) as e:
+        structured.check_schema({"type": "object", "minProperties": "two"}, "response_format.json_schema.schema")
+    assert e.value.param == "response_format.json_schema.schema"
+    structured.check_schema({"type": "object", "properties": {"n": {"type": "integer"}}}, "p")  # a good one passes
 
 
 def test_a_tool_schema_the_compiler_rejects_still_gets_json_arguments():
     odd = Tool("odd", "", {"type": "object", "minProperties": "two"})
     g = structured.turn_grammar([odd])
-    structured.check(g)
     assert follows(g, CALL.replace("get_weather", "odd").replace('"city": "Paris"', '"any": 1'))
     assert not follows(g, CALL.replace("get_weather", "odd").replace('{"city": "Paris"}', "nope"))
 

@@ -216,7 +216,7 @@ def test_models_tokenize_detokenize_health_metrics(client, tiny_server):
         (
             {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"minItems": "2"}}}},
             400,
-            "response_format",
+            "response_format.json_schema.schema",
             "cannot be enforced",
         ),
     ],

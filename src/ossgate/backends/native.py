@@ -214,15 +214,12 @@ class NativeBackend:
     def grammar(turn: ChatTurn) -> str | None:
         """What the turn must follow: calls only to declared tools with schema-valid arguments, JSON finals."""
         tools = [] if turn.tool_choice == "none" else turn.tools
-        grammar = structured.turn_grammar(
+        return structured.turn_grammar(
             tools,
             require_call=turn.tool_choice == "required",
             forced_tool=next((t for t in tools if t.name == turn.forced_tool), None),
             final_schema=turn.final_schema,
         )
-        if grammar is not None:
-            structured.check(grammar)
-        return grammar
 
     async def chat(self, turn: ChatTurn) -> AsyncIterator[OutputEvent]:
         assert self.engine is not None, "backend not started"

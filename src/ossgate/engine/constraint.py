@@ -40,12 +40,10 @@ class Constraint:
             raise ValueError(self.matcher.get_error())
         self.bitmask = llguidance.torch.allocate_token_bitmask(1, VOCAB_SIZE)
 
-    def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        """logits (V,) with every token the grammar forbids at -inf (a new tensor; the input is left alone)."""
+    def mask(self, logits: torch.Tensor) -> None:
+        """Set every token the grammar forbids to -inf, in place (float32 logits (V,), one row of the step's)."""
         llguidance.torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
-        out = logits.float().clone()
-        llguidance.torch.apply_token_bitmask_inplace(out, self.bitmask[0, : (out.shape[-1] + 31) // 32])
-        return out
+        llguidance.torch.apply_token_bitmask_inplace(logits, self.bitmask[0])
 
     def advance(self, token: int) -> None:
         if not self.matcher.consume_token(token):

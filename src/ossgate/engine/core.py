@@ -95,7 +95,7 @@ class EngineCore:
             if r.params.grammar is not None:
                 if r.constraint is None:  # here, not at admission: only the engine needs the matcher
                     r.constraint = Constraint(r.params.grammar)
-                logits = r.constraint.mask(logits)
+                r.constraint.mask(logits)
             samples[r.request_id] = s = sample(logits, r.params, r.generator, r.all_tokens)
             if r.constraint is not None:
                 r.constraint.advance(s.token)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ossgate import structured
 from ossgate.backends.base import ToolChoice
 from ossgate.errors import InvalidRequest
 from ossgate.harmony import ChatMessage, Tool, ToolCall
@@ -158,6 +159,7 @@ def final_schema_of(fmt: Any, param: str, nested: bool) -> dict | None:
         if schema is None:
             raise InvalidRequest(f"{where} is required for type 'json_schema'", param=where)
         _check_schema(schema, where)
+        structured.check_schema(schema, where)
         return schema
     raise InvalidRequest(f"{param}.type must be 'text', 'json_object' or 'json_schema'; got {kind!r}", param=param)
 
