@@ -124,6 +124,9 @@ def test_column_arithmetic_is_right():
     lines, short = data.column_steps("+", 17, 25)
     assert lines == ["Ones: 7 + 5 = 12, write 2, carry 1; so far 2.", "Tens: 1 + 2 + 1 = 4, write 4; so far 42."]
     assert short == ["7+5=12 (2)", "1+2+1=4 (42)"]
+    lines, short = data.column_steps("*", 74, 6)  # the product, then the carry added: one fact a step
+    assert lines[1] == "Tens: 7 × 6 = 42, 42 + 2 = 44, write 4, carry 4; so far 44."
+    assert short == ["4×6=24 (4)", "7×6=42, 42+2=44 (44)", "carry 4 (444)"]
 
 
 def test_operands_are_spelt_by_place_before_the_column_steps():

@@ -121,3 +121,49 @@ def test_worker_processes_tokenise_exactly_as_one_process():
 
     samples = data.dataset(3, 40)
     assert list(_encode_all(samples, 2)) == list(_encode_all(samples, 1))
+
+
+def test_factored_number_outputs_stay_factored_through_training_resume_and_export(tmp_path):
+    from ossgate.nano.train import number_digits
+
+    run = _run(factored_numbers=True)
+    model, vocab, _ = train(run, tmp_path / "run", show_progress=False)
+    rows, incidence = number_digits(vocab)
+
+    def nearest_factored(head: torch.Tensor) -> torch.Tensor:
+        target = head.detach()[rows]
+        return incidence @ torch.linalg.lstsq(incidence, target, driver="gelsd").solution
+
+    def residual(head: torch.Tensor) -> float:
+        """How far the number rows are from the nearest sums of 34 code vectors (0: factored)."""
+        return float((head.detach()[rows] - nearest_factored(head)).norm() / head.detach()[rows].norm())
+
+    start = network(architecture(run.__dict__), len(vocab), run.seed)
+    assert residual(start.lm_head.weight) > 0.5  # free rows are far from factored
+    assert residual(model.lm_head.weight) < 1e-4
+    trained = model.lm_head.weight.detach().clone()
+    assert (trained[rows] - nearest_factored(start.lm_head.weight)).abs().amax() > 1e-4  # the code trained
+
+    resumed = _run()  # the default is free rows; the checkpoint's factoring wins
+    resumed.steps = 3
+    model, _, history = train(resumed, tmp_path / "run", show_progress=False)
+    assert len(history) == 3 and residual(model.lm_head.weight) < 1e-4
+    assert not torch.equal(model.lm_head.weight.detach()[rows], trained[rows])
+
+    loaded, _, _ = load_trained(tmp_path / "run")
+    assert [n for n, _ in loaded.named_parameters()] == [n for n, _ in start.named_parameters()]  # plain gpt-oss
+    torch.testing.assert_close(loaded.lm_head.weight, model.lm_head.weight, rtol=0, atol=0)
+    export_compact(loaded, vocab, tmp_path / "ship")
+    head = load_file(str(tmp_path / "ship" / COMPACT_FILE))["lm_head.weight"].float()
+    torch.testing.assert_close(head, model.lm_head.weight.detach().to(torch.bfloat16).float(), rtol=0, atol=0)
+
+
+def test_factored_numbers_with_tied_embeddings_is_one_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from ossgate.nano.cli import app
+
+    args = ["train", "--factored-numbers", "--tie-embeddings", "--steps", "1", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "untied" in result.output and "Traceback" not in result.output

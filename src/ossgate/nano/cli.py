@@ -40,6 +40,10 @@ def train(
     heads: Annotated[int, typer.Option(min=1, help="Query heads (a new run only).")] = 4,
     kv_heads: Annotated[int, typer.Option(min=1, help="Key/value heads; must divide --heads (a new run only).")] = 2,
     lr: Annotated[float | None, typer.Option(min=0, help="Peak learning rate (default: the full run's).")] = None,
+    factored_numbers: Annotated[
+        bool,
+        typer.Option(help="Number tokens' output rows as sums of (length, place-digit) vectors (a new run only)."),
+    ] = False,
     init: Annotated[
         Path | None, typer.Option(help="Start from this shipped gpt-oss-nano directory instead of random weights.")
     ] = None,
@@ -56,7 +60,15 @@ def train(
 
         if heads % kv_heads:
             raise InvalidRequest("--kv-heads must divide --heads", param="kv_heads")
-        run = RunConfig(seed=seed, tie_embeddings=tie_embeddings, attention_heads=heads, kv_heads=kv_heads)
+        if factored_numbers and tie_embeddings:
+            raise InvalidRequest("--factored-numbers needs untied embeddings", param="factored_numbers")
+        run = RunConfig(
+            seed=seed,
+            tie_embeddings=tie_embeddings,
+            attention_heads=heads,
+            kv_heads=kv_heads,
+            factored_numbers=factored_numbers,
+        )
         if steps is not None:
             if steps < 1:
                 raise InvalidRequest("--steps must be at least 1", param="steps")
