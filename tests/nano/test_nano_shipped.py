@@ -43,7 +43,7 @@ def test_materialised_checkpoint_has_the_gpt_oss_layout(nano_checkpoint):
 # The shipped v0.6 (v0.5's 13000 steps and 5000 more, 204 minutes at 2 threads) is below the issue's bar on the
 # held-out evaluation; strict xfail makes the test fail (XPASS) as soon as a model that passes is shipped,
 # so the marker is removed then. See bench/results/nano.md.
-BELOW_BAR = pytest.mark.xfail(strict=True, reason="gpt-oss-nano v0.7 is under-trained: see bench/results/nano.md")
+BELOW_BAR = pytest.mark.xfail(strict=True, reason="gpt-oss-nano v0.6 is under-trained: see bench/results/nano.md")
 
 
 def test_answers_17_plus_25(nano_model):

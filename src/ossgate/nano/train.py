@@ -94,7 +94,7 @@ class FactoredRows(torch.nn.Module):
     Free output rows are learnt per token (v0.6's fit the place code with R² 0.20): every result token
     is its own class seen a few dozen times, and "42 + 2 = 46" was the commonest arithmetic error.
     Factored, the logit of 44 is the hidden state's score for "two digits" + "tens 4" + "ones 4", each
-    learnt from every number that has it (v0.7: arithmetic 91.2% -> 94.4%, bench/results/nano.md).
+    learnt from every number that has it (session 12's run: arithmetic 91.2% -> 94.4%, bench/results/nano.md).
     """
 
     def __init__(self, rows: list[int], incidence: torch.Tensor, code: torch.Tensor) -> None:
@@ -188,8 +188,8 @@ class RunConfig:
     lr: float = 3e-3
     warmup: int = 60
     checkpoint_every: int = 100
-    # a shipped gpt-oss-nano directory to start from instead of random weights: v0.7 is v0.6 trained on
-    # for 3000 steps at lr 1e-3 with factored number outputs (training.json has the command)
+    # a shipped gpt-oss-nano directory to start from instead of random weights: v0.6 is v0.5 trained on
+    # for 5000 steps at lr 1e-3 (training.json has the command)
     init: str | None = None
     # Tie the unembedding to the embedding (exported as two equal tensors: gpt-oss unties them), so that
     # copying a token from the prompt needs a head that moves its embedding rather than an output row
