@@ -60,8 +60,6 @@ def train(
 
         if heads % kv_heads:
             raise InvalidRequest("--kv-heads must divide --heads", param="kv_heads")
-        if factored_numbers and tie_embeddings:
-            raise InvalidRequest("--factored-numbers needs untied embeddings", param="factored_numbers")
         run = RunConfig(
             seed=seed,
             tie_embeddings=tie_embeddings,

@@ -15,7 +15,7 @@ from rich.progress import Progress
 from safetensors.torch import load_file
 from torch.nn.utils import parametrize
 
-from ossgate.errors import CheckpointError
+from ossgate.errors import CheckpointError, InvalidRequest
 from ossgate.model import mxfp4
 from ossgate.model.config import ModelConfig
 from ossgate.model.transformer import Transformer
@@ -282,6 +282,8 @@ def train(
     if previous.exists():  # a resumed run keeps the shape and tying it started with
         for name, value in architecture(torch.load(previous, weights_only=False)["extra"]["run"]).items():
             setattr(run, name, value)
+    if run.factored_numbers and run.tie_embeddings:  # tied, the factored rows would be the frozen embedding too
+        raise InvalidRequest("--factored-numbers needs untied embeddings", param="factored_numbers")
     model = network(architecture(run.__dict__), len(vocab), run.seed)
     if run.init and not previous.exists():
         fresh = init_from_shipped(model, vocab, Path(run.init))
