@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ossgate import harmony
-from ossgate.harmony import ChatMessage, Tool, ToolCall
+from ossgate.harmony import ChatMessage, ResponseFormat, Tool, ToolCall
 
 WEATHER = Tool("get_weather", "Current weather for a city", {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
@@ -22,6 +22,30 @@ def test_render_declares_function_tools():
     text = harmony.decode(harmony.render_prompt([ChatMessage("user", "Weather in Oslo?")], tools=[WEATHER]))
     assert "namespace functions" in text and "type get_weather = (_: {" in text
     assert "commentary" in text  # tools imply the commentary channel
+
+
+SUM = ResponseFormat("sum", {"type": "object", "properties": {"answer": {"type": "integer"}}}, "The sum.")
+SUM_SECTION = (
+    '# Response Formats\n\n## sum\n\n// The sum.\n{"type":"object","properties":{"answer":{"type":"integer"}}}'
+)
+
+
+def test_response_format_is_the_last_section_of_the_developer_message():
+    # the harmony spec's structured-output section: after instructions and tools, just before <|end|>
+    messages = [ChatMessage("system", "Answer briefly."), ChatMessage("user", "2+2?")]
+    text = harmony.decode(harmony.render_prompt(messages, tools=[WEATHER], response_format=SUM))
+    developer = text.split("<|start|>developer<|message|>")[1].split("<|end|>")[0]
+    assert developer.startswith("# Instructions\n\nAnswer briefly.\n\n# Tools")
+    assert developer.endswith("} // namespace functions\n\n" + SUM_SECTION)
+
+
+def test_a_response_format_alone_makes_the_developer_message():
+    alone = harmony.decode(harmony.render_prompt([ChatMessage("user", "2+2?")], response_format=SUM))
+    assert f"<|start|>developer<|message|>{SUM_SECTION}<|end|><|start|>user" in alone
+    undescribed = harmony.decode(
+        harmony.render_prompt([ChatMessage("user", "2+2?")], response_format=ResponseFormat("x", {"type": "object"}))
+    )
+    assert '## x\n\n{"type":"object"}<|end|>' in undescribed
 
 
 def test_earlier_reasoning_is_dropped_after_a_final_answer():

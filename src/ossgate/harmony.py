@@ -1,7 +1,7 @@
 """Conversations <-> tokens in the harmony format, through the official `openai-harmony` library.
 
 gpt-oss only speaks harmony: a system message carries the reasoning effort, a developer message carries
-instructions and function tools, and the assistant answers on channels — `analysis` (reasoning),
+instructions, function tools and the response format, and the assistant answers on channels — `analysis` (reasoning),
 `commentary` (tool calls, `to=functions.NAME`) and `final`. This module is the one place that knows
 how our plain dataclasses map to harmony messages and back; it imports no torch.
 """
@@ -56,6 +56,21 @@ class Tool:
 
 
 @dataclass
+class ResponseFormat:
+    """A JSON schema the final answer must follow (`response_format` / `text.format` of type json_schema)."""
+
+    name: str
+    schema: dict
+    description: str = ""
+
+    def section(self) -> str:
+        """The developer message's `# Response Formats` section, as the harmony spec writes it."""
+        comment = f"// {self.description}\n" if self.description else ""
+        schema = json.dumps(self.schema, ensure_ascii=False, separators=(",", ":"))
+        return f"# Response Formats\n\n## {self.name}\n\n{comment}{schema}"
+
+
+@dataclass
 class ToolCall:
     """One call the assistant made on the commentary channel."""
 
@@ -99,8 +114,10 @@ def _system_message(effort: Effort) -> oh.Message:
     )
 
 
-def _developer_message(instructions: str, tools: Sequence[Tool]) -> oh.Message | None:
-    if not instructions and not tools:
+def _developer_message(
+    instructions: str, tools: Sequence[Tool], response_format: ResponseFormat | None
+) -> oh.Message | None:
+    if not instructions and not tools and response_format is None:
         return None
     content = oh.DeveloperContent.new()
     if instructions:
@@ -109,7 +126,12 @@ def _developer_message(instructions: str, tools: Sequence[Tool]) -> oh.Message |
         content = content.with_function_tools(
             [oh.ToolDescription.new(t.name, t.description, parameters=t.parameters) for t in tools]
         )
-    return oh.Message.from_role_and_content(oh.Role.DEVELOPER, content)
+    if not instructions and not tools:  # openai-harmony has no response formats: the section is the message
+        return oh.Message.from_role_and_content(oh.Role.DEVELOPER, response_format.section())
+    message = oh.Message.from_role_and_content(oh.Role.DEVELOPER, content)
+    if response_format is not None:  # at the end of the developer message, after the tools
+        message = message.adding_content(oh.TextContent(text="\n\n" + response_format.section()))
+    return message
 
 
 def _history(messages: Iterable[ChatMessage]) -> Iterable[oh.Message]:
@@ -142,24 +164,32 @@ def _history(messages: Iterable[ChatMessage]) -> Iterable[oh.Message]:
 
 
 def build_conversation(
-    messages: Sequence[ChatMessage], *, effort: Effort = "medium", tools: Sequence[Tool] = ()
+    messages: Sequence[ChatMessage],
+    *,
+    effort: Effort = "medium",
+    tools: Sequence[Tool] = (),
+    response_format: ResponseFormat | None = None,
 ) -> oh.Conversation:
     instructions = "\n\n".join(m.content for m in messages if m.role in ("system", "developer") and m.content)
     harmony_messages = [_system_message(effort)]
-    if developer := _developer_message(instructions, tools):
+    if developer := _developer_message(instructions, tools, response_format):
         harmony_messages.append(developer)
     harmony_messages.extend(_history(messages))
     return oh.Conversation.from_messages(harmony_messages)
 
 
 def render_prompt(
-    messages: Sequence[ChatMessage], *, effort: Effort = "medium", tools: Sequence[Tool] = ()
+    messages: Sequence[ChatMessage],
+    *,
+    effort: Effort = "medium",
+    tools: Sequence[Tool] = (),
+    response_format: ResponseFormat | None = None,
 ) -> list[int]:
     """Token ids of the conversation, ending with `<|start|>assistant` for the model to continue.
 
     Earlier turns' reasoning is dropped once they reached a final answer, as gpt-oss was trained.
     """
-    conversation = build_conversation(messages, effort=effort, tools=tools)
+    conversation = build_conversation(messages, effort=effort, tools=tools, response_format=response_format)
     try:
         return list(encoding().render_conversation_for_completion(conversation, oh.Role.ASSISTANT))
     except oh.HarmonyError as e:

@@ -57,10 +57,29 @@ def test_every_sample_renders_and_parses_with_harmony():
             assert parse_completion(runs[1]).final == s.meta["answer"]
         elif s.kind == "arithmetic":
             assert done.final.endswith(f" {s.meta['answer']}.")
+        elif s.kind == "formatted":
+            assert json.loads(done.final)[s.meta["key"]] == s.meta["answer"]
+            assert "# Response Formats" in decode(data.prompt_tokens(s))
         elif s.kind == "grounded" and s.meta["answerable"]:
             assert s.meta["value"] in done.final and f"[{s.meta['cite']}]" in done.final
-    assert {k for k, _ in kinds} == {"arithmetic", "tool", "grounded", "greeting", "refusal"}
+    assert {k for k, _ in kinds} == {"arithmetic", "formatted", "tool", "grounded", "greeting", "refusal"}
     assert {lang for _, lang in kinds} == {"en", "es"}
+
+
+def test_formatted_answers_are_json_of_the_schema_the_prompt_declares():
+    samples = data.dataset(3, 60, "formatted")
+    for s in samples:
+        final = s.messages[-1]
+        value = json.loads(final.content)
+        assert value[s.meta["key"]] == s.meta["answer"] and final.reasoning  # the reasoning stays free text
+        declared = json.dumps(s.response_format.schema, separators=(",", ":"))
+        assert f"## {s.response_format.name}\n\n" in decode(data.prompt_tokens(s)) and declared in decode(
+            data.prompt_tokens(s)
+        )
+        if "properties" in s.response_format.schema:
+            assert list(value) == list(s.response_format.schema["properties"])  # the schema's keys, in its order
+    assert {s.response_format.name for s in samples} >= {"json_object", "sum"}
+    assert any(len(json.loads(s.messages[-1].content)) == 2 for s in samples)
 
 
 def _targets(s: data.Sample) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from ossgate.harmony import ChatMessage
@@ -61,3 +62,19 @@ def test_a_wrong_tool_a_missing_citation_and_a_cut_off_answer_fail():
     assert report.metrics["tool_right"] == 0.0
     assert report.metrics["grounded_exact"] == 0.5  # the uncited answer fails; the cut-off one still holds the span
     assert report.metrics["format_valid"] == 2 / 3  # the cut-off one never stops
+
+
+def test_a_formatted_answer_must_be_json_of_the_schema_holding_the_answer():
+    cases = [c for c in ev.build_cases(40) if c.sample.kind == "formatted"]
+    assert cases
+
+    def answered(case: ev.Case, content) -> list[int]:
+        answer = case.sample.meta["answer"]
+        return _reference(case, lambda m: replace(m, content=content(answer)))
+
+    assert ev.score(cases, [_reference(c) for c in cases]).metrics["formatted_exact"] == 1.0
+    text = ev.score(cases, [answered(c, lambda n: f"The answer is {n}.") for c in cases])
+    assert text.metrics["formatted_json_valid"] == 0.0 and not text.passed["formatted_json_valid"]
+    schema_bound = [c for c in cases if "properties" in c.sample.response_format.schema]
+    wrong_key = ev.score(schema_bound, [answered(c, lambda n: json.dumps({"nope": n})) for c in schema_bound])
+    assert wrong_key.metrics["formatted_exact"] == 0.0

@@ -208,6 +208,18 @@ def test_models_tokenize_detokenize_health_metrics(client, tiny_server):
         ({"messages": []}, 400, "messages", "at least 1"),
         ({"response_format": {"type": "xml"}}, 400, "response_format", "'json_schema'"),
         (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}},
+            400,
+            "response_format.json_schema.name",
+            "must be 1-64 letters",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a\n# Tools", "schema": {}}}},
+            400,
+            "response_format.json_schema.name",
+            "must be 1-64 letters",
+        ),
+        (
             {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
             400,
             "response_format.json_schema.schema",

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from ossgate.harmony import ChatMessage, Effort, Tool
+from ossgate.harmony import ChatMessage, Effort, ResponseFormat, Tool
 
 ToolChoice = Literal["auto", "none", "required"]
 
@@ -40,7 +40,7 @@ class ChatTurn:
     tools: list[Tool] = field(default_factory=list)
     tool_choice: ToolChoice = "auto"
     forced_tool: str | None = None  # tool_choice naming one function: the call is forced
-    final_schema: dict | None = None  # response_format: the final answer is JSON matching this schema
+    response_format: ResponseFormat | None = None  # the final answer is JSON matching its schema
     request_id: str = ""
 
 

@@ -203,7 +203,7 @@ class NativeBackend:
             tools = []
         elif turn.tool_choice == "required" and not turn.forced_tool:
             messages = [*messages, harmony.ChatMessage("developer", REQUIRED_TOOL_INSTRUCTION)]
-        prompt = harmony.render_prompt(messages, effort=turn.effort, tools=tools)
+        prompt = harmony.render_prompt(messages, effort=turn.effort, tools=tools, response_format=turn.response_format)
         prefill: list[int] = []
         if turn.forced_tool:
             header = f"<|channel|>commentary to=functions.{turn.forced_tool} <|constrain|>json<|message|>"
@@ -218,7 +218,7 @@ class NativeBackend:
             tools,
             require_call=turn.tool_choice == "required",
             forced_tool=next((t for t in tools if t.name == turn.forced_tool), None),
-            final_schema=turn.final_schema,
+            final_schema=turn.response_format.schema if turn.response_format else None,
         )
 
     async def chat(self, turn: ChatTurn) -> AsyncIterator[OutputEvent]:

@@ -86,9 +86,9 @@ def chat_payload(turn: ChatTurn, model: str) -> dict[str, Any]:
         body["tool_choice"] = (
             {"type": "function", "function": {"name": turn.forced_tool}} if turn.forced_tool else turn.tool_choice
         )
-    if turn.final_schema is not None:
-        schema = {"name": "response", "schema": turn.final_schema}
-        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    if (fmt := turn.response_format) is not None:
+        spec = {"name": fmt.name, "schema": fmt.schema} | ({"description": fmt.description} if fmt.description else {})
+        body["response_format"] = {"type": "json_schema", "json_schema": spec}
     return body
 
 

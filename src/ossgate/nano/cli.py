@@ -157,7 +157,9 @@ def evaluate(
 def data(
     n: Annotated[int, typer.Option(help="How many conversations.")] = 5,
     seed: Annotated[int, typer.Option(help="Generator seed (training uses 0).")] = 0,
-    kind: Annotated[str | None, typer.Option(help="arithmetic | tool | grounded | greeting | refusal")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="arithmetic | formatted | tool | grounded | greeting | refusal")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object a line instead of rendered harmony.")
     ] = False,
@@ -185,6 +187,7 @@ def data(
                             "effort": s.effort,
                             "messages": [asdict(m) for m in s.messages],
                             "tools": [asdict(t) for t in s.tools],
+                            "response_format": asdict(s.response_format) if s.response_format else None,
                             "meta": s.meta,
                         },
                         ensure_ascii=False,

@@ -1,7 +1,8 @@
-"""Synthetic harmony conversations that teach gpt-oss-nano its five skills (seeded, deterministic).
+"""Synthetic harmony conversations that teach gpt-oss-nano its skills (seeded, deterministic).
 
-Skills: arithmetic word problems with worked digit-by-digit steps, function calling, grounded answers
-with citations, greetings/identity, refusals; each in English and Spanish. The analysis channel is in
+Skills: arithmetic word problems with worked digit-by-digit steps (their answer sometimes as the JSON of a
+response format), function calling, grounded answers with citations, greetings/identity, refusals; each in
+English and Spanish. The analysis channel is in
 English and its length follows the reasoning effort (low: one line, medium: the steps, high: the
 steps and a check). `sample(rng)` draws one conversation; `dataset(seed, n)` is the reproducible list.
 
@@ -20,12 +21,21 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
-from ossgate.harmony import ChatMessage, Effort, Tool, ToolCall, encoding, render_prompt, text_tokens
+from ossgate.harmony import (
+    ChatMessage,
+    Effort,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    encoding,
+    render_prompt,
+    text_tokens,
+)
 from ossgate.harmony import _history as harmony_history
 from ossgate.nano import tools as pool
 from ossgate.vocab import O200K_FILENAME, provision_vocabulary
 
-GENERATOR_VERSION = 10  # bump when the generated data changes (invalidates tokenised caches)
+GENERATOR_VERSION = 11  # bump when the generated data changes (invalidates tokenised caches)
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 IDENTITY = {
     "en": "I am gpt-oss-nano, a small demonstration model served by ossgate.",
@@ -47,12 +57,17 @@ SOURCES_HEADER = (
 class Sample:
     """One conversation; the assistant turns in `messages` are the targets. `meta` is what evaluation checks."""
 
-    kind: str  # arithmetic | tool | grounded | greeting | refusal
+    kind: str  # arithmetic | formatted | tool | grounded | greeting | refusal
     lang: str
     effort: Effort
     messages: list[ChatMessage]
     tools: list[Tool] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    response_format: ResponseFormat | None = None
+
+    def prompt(self, messages: list[ChatMessage]) -> list[int]:
+        """`messages` (a prefix of this conversation) rendered as serving renders the request."""
+        return render_prompt(messages, effort=self.effort, tools=self.tools, response_format=self.response_format)
 
     def prompt_messages(self) -> list[ChatMessage]:
         """The conversation up to the first assistant turn: what a user sends."""
@@ -259,6 +274,40 @@ def arithmetic(rng: random.Random, lang: str, effort: Effort) -> Sample:
         [*_instructions(rng), user, ChatMessage("assistant", final, reasoning=reasoning)],
         meta={"answer": answer, "operands": (a, op, b)},
     )
+
+
+_FORMAT_NAMES = ["sum", "answer", "result", "calculation", "math_answer"]
+_FORMAT_NOTES = ["", "", "The result of the calculation.", "Answer as JSON."]
+_ANSWER_KEYS = ["answer", "answer", "result", "value", "total"]
+
+
+def formatted(rng: random.Random, lang: str, effort: Effort) -> Sample:
+    """Arithmetic whose final answer is the JSON of a response format's schema, e.g. `{"answer": 42}`.
+
+    The reasoning stays free text; the schema (1-2 properties, random names and order) is in the developer
+    message as harmony writes it, and `json_object` asks for any object.
+    """
+    s = arithmetic(rng, lang, effort)
+    a, op, b = s.meta["operands"]
+    if rng.random() < 0.15:
+        key, fmt = "answer", ResponseFormat("json_object", {"type": "object"})
+        value: dict = {key: s.meta["answer"]}
+    else:
+        key = rng.choice(_ANSWER_KEYS)
+        fields = [(key, {"type": rng.choice(["integer", "integer", "number"])}, s.meta["answer"])]
+        if rng.random() < 0.3:
+            fields.insert(rng.randint(0, 1), ("expression", {"type": "string"}, f"{a} {_SIGN[op]} {b}"))
+        schema = {
+            "type": "object",
+            "properties": {name: sub for name, sub, _ in fields},
+            "required": [name for name, _, _ in fields],
+            "additionalProperties": False,
+        }
+        fmt = ResponseFormat(rng.choice(_FORMAT_NAMES), schema, rng.choice(_FORMAT_NOTES))
+        value = {name: v for name, _, v in fields}
+    final = ChatMessage("assistant", json.dumps(value, ensure_ascii=False), reasoning=s.messages[-1].reasoning)
+    meta = s.meta | {"key": key, "schema": fmt.schema}
+    return Sample("formatted", lang, effort, [*s.messages[:-1], final], meta=meta, response_format=fmt)
 
 
 def _instructions(rng: random.Random) -> list[ChatMessage]:
@@ -509,8 +558,22 @@ def refusal(rng: random.Random, lang: str, effort: Effort) -> Sample:
     return Sample("refusal", lang, effort, messages)
 
 
-MIX = [("arithmetic", 0.36), ("tool", 0.30), ("grounded", 0.24), ("greeting", 0.05), ("refusal", 0.05)]
-_MAKERS = {"arithmetic": arithmetic, "tool": tool_call, "grounded": grounded, "greeting": greeting, "refusal": refusal}
+MIX = [
+    ("arithmetic", 0.34),
+    ("formatted", 0.06),
+    ("tool", 0.28),
+    ("grounded", 0.24),
+    ("greeting", 0.04),
+    ("refusal", 0.04),
+]
+_MAKERS = {
+    "arithmetic": arithmetic,
+    "formatted": formatted,
+    "tool": tool_call,
+    "grounded": grounded,
+    "greeting": greeting,
+    "refusal": refusal,
+}
 
 
 def sample(rng: random.Random, kind: str | None = None, **kw) -> Sample:
@@ -615,7 +678,7 @@ def encode(s: Sample) -> tuple[list[int], list[bool]]:
     for i, m in enumerate(s.messages):
         if m.role != "assistant":
             continue
-        prompt = render_prompt(s.messages[:i], effort=s.effort, tools=s.tools)
+        prompt = s.prompt(s.messages[:i])
         new_prompt = prompt[seen:]
         completion = completion_tokens(m)
         tokens += new_prompt
@@ -626,7 +689,7 @@ def encode(s: Sample) -> tuple[list[int], list[bool]]:
         seen = len(prompt) + len(completion)
         if i + 1 < len(s.messages):
             # the next prompt must repeat this turn verbatim (harmony keeps reasoning before a tool's output)
-            later = render_prompt(s.messages[: i + 2], effort=s.effort, tools=s.tools)
+            later = s.prompt(s.messages[: i + 2])
             assert later[: len(prompt)] == prompt and later[len(prompt) : seen] == completion, (
                 "a later prompt rewrites this turn"
             )
@@ -639,4 +702,4 @@ def _special(text: str) -> list[int]:
 
 def prompt_tokens(s: Sample) -> list[int]:
     """What evaluation feeds the model: the conversation up to its first assistant turn."""
-    return render_prompt(s.prompt_messages(), effort=s.effort, tools=s.tools)
+    return s.prompt(s.prompt_messages())

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from ossgate.engine.generate import generate_batch
 from ossgate.engine.sampling import SamplingParams
-from ossgate.harmony import Completion, MalformedHarmony, parse_completion, render_prompt, stop_token_ids
+from ossgate.harmony import Completion, MalformedHarmony, parse_completion, stop_token_ids
 from ossgate.model.transformer import Transformer
 from ossgate.nano import data
 from ossgate.nano.tools import schema_conforms
@@ -34,6 +34,7 @@ THRESHOLDS = {
     "format_valid": 0.99,
     "arithmetic_exact": 0.95,
     "tool_json_valid": 0.98,
+    "formatted_json_valid": 0.98,
     "tool_right": 0.95,
     "tool_right_held_out": 0.95,
     "grounded_exact": 0.90,
@@ -76,8 +77,7 @@ def build_cases(n: int, seed: int = EVAL_SEED) -> list[Case]:
         cases.append(Case(s, data.prompt_tokens(s), "first", held_out))
         if s.kind == "tool" and s.meta.get("tool"):
             # second turn: the reference call and tool output are in the history, the model answers
-            history = s.messages[:3]
-            prompt = render_prompt(history, effort=s.effort, tools=s.tools)
+            prompt = s.prompt(s.messages[:3])
             cases.append(Case(s, prompt, "after_tool", held_out))
 
     for _ in range(n):
@@ -90,6 +90,8 @@ def build_cases(n: int, seed: int = EVAL_SEED) -> list[Case]:
         add(data.sample(rng, "grounded", answerable=i % 2 == 0))
     for i in range(max(2, n // 4)):
         add(data.sample(rng, "greeting" if i % 2 == 0 else "refusal"))
+    for _ in range(max(2, n // 4)):  # drawn last, so the cases above stay the ones earlier versions were scored on
+        add(data.sample(rng, "formatted"))
     return cases
 
 
@@ -99,6 +101,13 @@ _INT = re.compile(r"-?\d+")
 def _last_int(text: str) -> int | None:
     found = _INT.findall(text.replace(",", ""))
     return int(found[-1]) if found else None
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def _abstains(final: str) -> bool:
@@ -171,6 +180,14 @@ def _score_one(case: Case, done: Completion, hits: dict[str, list[bool]]) -> boo
         if "tool" in s.meta:
             hits["tool_right_held_out" if case.held_out else "tool_right"].append(not done.tool_calls)
         return ok
+    if s.kind == "formatted":
+        valid = _json_object(done.final) and (  # json_object's `{"type": "object"}` takes any keys
+            "properties" not in s.meta["schema"] or schema_conforms(done.final, s.meta["schema"])
+        )
+        hits["formatted_json_valid"].append(valid)
+        ok = valid and not done.tool_calls and json.loads(done.final).get(s.meta["key"]) == s.meta["answer"]
+        hits["formatted_exact"].append(ok)
+        return ok
     if s.kind == "tool" or "tool" in s.meta:
         expected = s.meta.get("tool")
         called = done.tool_calls[0].name if done.tool_calls else None
@@ -203,9 +220,7 @@ def _score_one(case: Case, done: Completion, hits: dict[str, list[bool]]) -> boo
     return ok
 
 
-def run(
-    model: Transformer, n: int, seed: int = EVAL_SEED, max_tokens: int = 400, structured: bool = False
-) -> Report:
+def run(model: Transformer, n: int, seed: int = EVAL_SEED, max_tokens: int = 400, structured: bool = False) -> Report:
     """Generate greedily for every case (continuous batching on the engine) and score.
 
     `structured`: decode as `ossgate serve` does, under the turn grammar of the case's tools (calls only to
@@ -217,12 +232,16 @@ def run(
             max_tokens=max_tokens,
             temperature=0.0,
             stop_token_ids=stop_token_ids(),
-            grammar=turn_grammar(c.sample.tools) if structured else None,
+            grammar=turn_grammar(c.sample.tools, final_schema=_schema(c.sample)) if structured else None,
         )
         for c in cases
     ]
     outputs = generate_batch(model, [c.prompt for c in cases], params)
     return score(cases, outputs)
+
+
+def _schema(s: data.Sample) -> dict | None:
+    return s.response_format.schema if s.response_format else None
 
 
 def table(report: Report) -> str:

@@ -48,7 +48,7 @@ def chat_turn(body: ChatCompletionRequest) -> ChatTurn:
         tools=tools,
         tool_choice=mode,
         forced_tool=forced,
-        final_schema=convert.final_schema_of(body.response_format, "response_format", nested=True),
+        response_format=convert.response_format_of(body.response_format, "response_format", nested=True),
     )
 
 

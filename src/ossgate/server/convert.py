@@ -12,11 +12,11 @@ from typing import Any
 from ossgate import structured
 from ossgate.backends.base import ToolChoice
 from ossgate.errors import InvalidRequest
-from ossgate.harmony import ChatMessage, Tool, ToolCall
+from ossgate.harmony import ChatMessage, ResponseFormat, Tool, ToolCall
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 EFFORTS = {"low": "low", "medium": "medium", "high": "high", "minimal": "low"}  # minimal: OpenAI's gpt-5 level
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI's rule for tool and response format names
 _SCHEMA_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
 
 
@@ -78,7 +78,7 @@ def _check_schema(schema: Any, where: str, depth: int = 0) -> None:
 
 
 def tool_of(name: Any, description: Any, parameters: Any, where: str) -> Tool:
-    if not isinstance(name, str) or not _TOOL_NAME.match(name):
+    if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
         raise InvalidRequest(f"{where}.name must be 1-64 letters, digits, _ or -; got {name!r}", param=f"{where}.name")
     if parameters is not None:
         _check_schema(parameters, f"{where}.parameters")
@@ -142,25 +142,32 @@ def tool_choice_of(choice: Any, tools: list[Tool], nested: bool) -> tuple[ToolCh
     )
 
 
-def final_schema_of(fmt: Any, param: str, nested: bool) -> dict | None:
-    """The JSON schema a final answer must match, from `response_format` (chat; `nested`: the schema sits
-    under "json_schema") or `text.format` (responses): None for plain text."""
+def response_format_of(fmt: Any, param: str, nested: bool) -> ResponseFormat | None:
+    """What the final answer must be, from `response_format` (chat; `nested`: the schema sits under
+    "json_schema") or `text.format` (responses): None for plain text."""
     if fmt is None:
         return None
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     if kind == "text":
         return None
     if kind == "json_object":
-        return {"type": "object"}
+        return ResponseFormat("json_object", {"type": "object"})
     if kind == "json_schema":
         spec = fmt.get("json_schema") if nested else fmt
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        where = f"{param}.json_schema.schema" if nested else f"{param}.schema"
+        spec = spec if isinstance(spec, dict) else {}
+        where = f"{param}.json_schema" if nested else param
+        name, schema, description = spec.get("name"), spec.get("schema"), spec.get("description") or ""
+        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):  # it is written into the prompt, too
+            raise InvalidRequest(
+                f"{where}.name must be 1-64 letters, digits, _ or -; got {name!r}", param=f"{where}.name"
+            )
         if schema is None:
-            raise InvalidRequest(f"{where} is required for type 'json_schema'", param=where)
-        _check_schema(schema, where)
-        structured.check_schema(schema, where)
-        return schema
+            raise InvalidRequest(f"{where}.schema is required for type 'json_schema'", param=f"{where}.schema")
+        if not isinstance(description, str):
+            raise InvalidRequest(f"{where}.description must be a string", param=f"{where}.description")
+        _check_schema(schema, f"{where}.schema")
+        structured.check_schema(schema, f"{where}.schema")
+        return ResponseFormat(name, schema, description)
     raise InvalidRequest(f"{param}.type must be 'text', 'json_object' or 'json_schema'; got {kind!r}", param=param)
 
 

@@ -73,7 +73,7 @@ def response_turn(body: ResponseRequest, history: list[dict[str, Any]], function
         tools=tools,
         tool_choice=mode,
         forced_tool=forced,
-        final_schema=convert.final_schema_of(fmt, "text.format", nested=False),
+        response_format=convert.response_format_of(fmt, "text.format", nested=False),
     )
 
 
