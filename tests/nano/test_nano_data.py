@@ -62,7 +62,7 @@ def test_every_sample_renders_and_parses_with_harmony():
             assert "# Response Formats" in decode(data.prompt_tokens(s))
         elif s.kind == "grounded" and s.meta["answerable"]:
             assert s.meta["value"] in done.final and f"[{s.meta['cite']}]" in done.final
-    assert {k for k, _ in kinds} == {"arithmetic", "formatted", "tool", "grounded", "greeting", "refusal"}
+    assert {k for k, _ in kinds} == {"arithmetic", "formatted", "tool", "tool_list", "grounded", "greeting", "refusal"}
     assert {lang for _, lang in kinds} == {"en", "es"}
 
 
@@ -80,6 +80,19 @@ def test_formatted_answers_are_json_of_the_schema_the_prompt_declares():
             assert list(value) == list(s.response_format.schema["properties"])  # the schema's keys, in its order
     assert {s.response_format.name for s in samples} >= {"json_object", "sum"}
     assert any(len(json.loads(s.messages[-1].content)) == 2 for s in samples)
+
+
+def test_a_tool_listing_names_every_declared_tool_in_order_with_its_description():
+    samples = data.dataset(4, 40, "tool_list") + data.dataset(5, 20, "tool_list", held_out=True)
+    for s in samples:
+        prompt = decode(data.prompt_tokens(s))
+        lines = s.messages[-1].content.split("\n")
+        assert len(lines) == len(s.tools) + 1 and str(len(s.tools)) in lines[0]
+        for line, tool in zip(lines[1:], s.tools, strict=True):
+            assert line == f"- {tool.name}: {tool.description}"
+            assert f"// {tool.description}\ntype {tool.name} " in prompt  # copied from the declaration
+    assert {len(s.tools) for s in samples} == {1, 2, 3, 4, 5}
+    assert {s.lang for s in samples} == {"en", "es"}
 
 
 def _targets(s: data.Sample) -> list[int]:

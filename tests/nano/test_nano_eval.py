@@ -78,3 +78,19 @@ def test_a_formatted_answer_must_be_json_of_the_schema_holding_the_answer():
     schema_bound = [c for c in cases if "properties" in c.sample.response_format.schema]
     wrong_key = ev.score(schema_bound, [answered(c, lambda n: json.dumps({"nope": n})) for c in schema_bound])
     assert wrong_key.metrics["formatted_exact"] == 0.0
+
+
+def test_a_tool_listing_must_copy_every_name_and_description():
+    cases = [c for c in ev.build_cases(40) if c.sample.kind == "tool_list"]
+    assert cases and any(c.held_out for c in cases)
+    perfect = ev.score(cases, [_reference(c) for c in cases])
+    assert perfect.metrics["tool_list_exact"] == perfect.metrics["tool_list_names"] == 1.0
+
+    def misnamed(m: ChatMessage) -> ChatMessage:  # the first name loses its last character
+        head, first, *rest = m.content.split("\n")
+        name, desc = first.split(": ", 1)
+        return replace(m, content="\n".join([head, f"{name[:-1]}: {desc}", *rest]))
+
+    wrong = ev.score(cases, [_reference(c, misnamed) for c in cases])
+    assert wrong.metrics["tool_list_exact"] == wrong.metrics["tool_list_names"] == 0.0
+    assert all(f["kind"] == "tool_list" for f in wrong.failures)

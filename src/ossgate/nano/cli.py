@@ -158,7 +158,7 @@ def data(
     n: Annotated[int, typer.Option(help="How many conversations.")] = 5,
     seed: Annotated[int, typer.Option(help="Generator seed (training uses 0).")] = 0,
     kind: Annotated[
-        str | None, typer.Option(help="arithmetic | formatted | tool | grounded | greeting | refusal")
+        str | None, typer.Option(help="arithmetic | formatted | tool | tool_list | grounded | greeting | refusal")
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object a line instead of rendered harmony.")

@@ -35,7 +35,7 @@ from ossgate.harmony import _history as harmony_history
 from ossgate.nano import tools as pool
 from ossgate.vocab import O200K_FILENAME, provision_vocabulary
 
-GENERATOR_VERSION = 11  # bump when the generated data changes (invalidates tokenised caches)
+GENERATOR_VERSION = 12  # bump when the generated data changes (invalidates tokenised caches)
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 IDENTITY = {
     "en": "I am gpt-oss-nano, a small demonstration model served by ossgate.",
@@ -57,7 +57,7 @@ SOURCES_HEADER = (
 class Sample:
     """One conversation; the assistant turns in `messages` are the targets. `meta` is what evaluation checks."""
 
-    kind: str  # arithmetic | formatted | tool | grounded | greeting | refusal
+    kind: str  # arithmetic | formatted | tool | tool_list | grounded | greeting | refusal
     lang: str
     effort: Effort
     messages: list[ChatMessage]
@@ -376,6 +376,41 @@ def tool_call(rng: random.Random, lang: str, effort: Effort, held_out: bool = Fa
     return Sample("tool", lang, effort, [user, call, output, final], tools, meta=meta)
 
 
+_LIST_EN = [
+    "What tools do you have?",
+    "Which tools can you use?",
+    "List your tools.",
+    "What functions can you call?",
+]
+_LIST_ES = ["¿Qué herramientas tienes?", "¿Qué herramientas puedes usar?", "Enumera tus herramientas."]
+
+
+def tool_list(rng: random.Random, lang: str, effort: Effort, held_out: bool = False) -> Sample:
+    """Asked "which tools do you have?", the final lists the 1-5 declared tools, name and description, in order.
+
+    Every token of that answer is copied from the developer message, far back. Teacher-forced, v0.8 got 38%
+    of the called names' first tokens and only 46% of the tokens after a right prefix (bench/nano_copy.py):
+    the long-range copy a tool call ends with is weak on its own, and this kind trains it on every token.
+    """
+    k = rng.randint(1, 5)
+    tools = [pool.declare(f, rng, held_out).tool for f in rng.sample(pool.FAMILIES, k)]
+    plural = "s" if k > 1 else ""
+    head = f"I can use {k} tool{plural}:" if lang == "en" else f"Puedo usar {k} herramienta{plural}:"
+    final = head + "".join(f"\n- {t.name}: {t.description}" for t in tools)
+    reasoning = _analysis(
+        effort,
+        "List the tools.",
+        f"The user asks which tools I have. I list the {k} declared.",
+        f"The user asks which tools I have. I list the {k} declared, each with its description, in the order given.",
+    )
+    messages = [
+        *_instructions(rng),
+        ChatMessage("user", rng.choice(_LIST_EN if lang == "en" else _LIST_ES)),
+        ChatMessage("assistant", final, reasoning=reasoning),
+    ]
+    return Sample("tool_list", lang, effort, messages, tools, meta={"answer": final, "held_out": held_out})
+
+
 # ---- grounded answers -----------------------------------------------------------------------------
 
 _ENTITIES = [
@@ -560,16 +595,18 @@ def refusal(rng: random.Random, lang: str, effort: Effort) -> Sample:
 
 MIX = [
     ("arithmetic", 0.34),
-    ("formatted", 0.06),
-    ("tool", 0.28),
+    ("formatted", 0.08),
+    ("tool", 0.22),
+    ("tool_list", 0.06),
     ("grounded", 0.24),
-    ("greeting", 0.04),
-    ("refusal", 0.04),
+    ("greeting", 0.03),
+    ("refusal", 0.03),
 ]
 _MAKERS = {
     "arithmetic": arithmetic,
     "formatted": formatted,
     "tool": tool_call,
+    "tool_list": tool_list,
     "grounded": grounded,
     "greeting": greeting,
     "refusal": refusal,

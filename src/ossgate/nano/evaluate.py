@@ -8,6 +8,7 @@ Every metric is computed from the harmony-parsed completion, as a client of the 
 - tools: the call's JSON arguments are valid and conform to the declared schema; the right tool is
   called (or none, when no declared tool fits); separately for tool declarations held out of training;
   after the tool's output, the final answer reports it
+- tool listing: asked which tools it has, the final lists every declared name and description as declared
 - grounded: the answer contains the passage's value and cites the right [n]; abstains when no passage has it
 - analysis length (characters) by reasoning effort, which must grow low < medium < high (a mean per skill,
   averaged over the skills)
@@ -92,6 +93,8 @@ def build_cases(n: int, seed: int = EVAL_SEED) -> list[Case]:
         add(data.sample(rng, "greeting" if i % 2 == 0 else "refusal"))
     for _ in range(max(2, n // 4)):  # drawn last, so the cases above stay the ones earlier versions were scored on
         add(data.sample(rng, "formatted"))
+    for i in range(max(2, n // 4)):  # after the formatted ones, which v0.8 was scored on
+        add(data.sample(rng, "tool_list", held_out=i % 2 == 1), held_out=i % 2 == 1)
     return cases
 
 
@@ -187,6 +190,12 @@ def _score_one(case: Case, done: Completion, hits: dict[str, list[bool]]) -> boo
         hits["formatted_json_valid"].append(valid)
         ok = valid and not done.tool_calls and json.loads(done.final).get(s.meta["key"]) == s.meta["answer"]
         hits["formatted_exact"].append(ok)
+        return ok
+    if s.kind == "tool_list":
+        ok = done.final == s.meta["answer"] and not done.tool_calls
+        hits["tool_list_exact"].append(ok)
+        # each declared name copied whole, whatever happened to the descriptions
+        hits["tool_list_names"].append(all(f"- {t.name}: " in done.final for t in s.tools))
         return ok
     if s.kind == "tool" or "tool" in s.meta:
         expected = s.meta.get("tool")
