@@ -78,7 +78,7 @@ def score(model: Transformer, cases: list[data.Sample]) -> dict[str, tuple[int, 
             i = find(tokens, sub, start)
             if i < 0:
                 continue
-            start = i + len(sub) if row != "tool name" else start  # listing: spans in order
+            start = i + len(sub)  # a listing's spans come in order
             for j, t in enumerate(sub):
                 name = f"{row}, {'first token' if j == 0 else 'later tokens'}" if row == "tool name" else row
                 total[name] += 1
