@@ -22,6 +22,7 @@ import argparse
 import random
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -88,14 +89,18 @@ def score(model: Transformer, cases: list[data.Sample]) -> dict[str, tuple[int, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", help="checkpoint directory (repeat to compare); default shipped")
+    ap.add_argument(
+        "--model", action="append", help="checkpoint or --ship directory (repeat to compare); default shipped"
+    )
     ap.add_argument("--n", type=int, default=150, help="tool conversations (half as many listings, grounded)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     paths = args.model or [str(model_path())]
     cases = samples(args.n)
-    results = [score(load_model(p, dtype=torch.float32, show_progress=False).eval(), cases) for p in paths]
+    results = [
+        score(load_model(model_path(Path(p)), dtype=torch.float32, show_progress=False).eval(), cases) for p in paths
+    ]
     print("| copied span (teacher-forced top-1) | " + " | ".join(paths) + " |")
     print("|---|" + "---|" * len(paths))
     for r in ROWS:

@@ -145,3 +145,24 @@ def test_materialise_builds_once_and_rebuilds_for_a_new_shipped_file(nano_home, 
     expected = model.model.embed_tokens.weight[1].to(torch.bfloat16).float()
     torch.testing.assert_close(loaded.model.embed_tokens.weight[5], expected)  # the new weights, at their full-vocab id
     assert not loaded.model.embed_tokens.weight[6].any()
+
+
+def test_model_path_materialises_a_run_s_ship_dir_beside_the_default(nano_checkpoint, tmp_path):
+    from ossgate.model.checkpoint import load_model
+    from ossgate.model.config import shape_config
+    from ossgate.model.transformer import Transformer
+    from ossgate.nano.artifact import export_compact
+    from ossgate.tune.trainer import init_weights
+    from ossgate.tune.vocab import CompactVocab
+
+    vocab = CompactVocab([0, 5, 200002, 200012], 201088)
+    model = Transformer(shape_config("tiny", layers=2, vocab_size=len(vocab), quantized=False))
+    init_weights(model, seed=3)
+    ship = tmp_path / "run-ship"
+    export_compact(model, vocab, ship)  # what `ossgate nano train --ship` writes
+    path = model_path(ship)
+    assert path != nano_checkpoint and path.parent == nano_checkpoint.parent  # the default is not replaced
+    loaded = load_model(path, dtype=torch.float32, show_progress=False)
+    expected = model.model.embed_tokens.weight[1].to(torch.bfloat16).float()
+    torch.testing.assert_close(loaded.model.embed_tokens.weight[5], expected)
+    assert model_path(path) == path  # a checkpoint directory is used as it is

@@ -134,6 +134,16 @@ def _stamp_matches(target: Path, digest: str) -> bool:
     return stamp.exists() and stamp.read_text().strip() == digest
 
 
-def model_path() -> Path:
-    """The shipped gpt-oss-nano as a Hugging Face-layout checkpoint directory (materialised on first use)."""
-    return materialise(shipped_dir(), data_dir() / "models" / NAME)
+def model_path(source: Path | None = None) -> Path:
+    """A checkpoint directory for `source` (default: the shipped gpt-oss-nano), materialised on first use.
+
+    `source` may be what `ossgate nano train --ship` wrote (a compact model) or already a checkpoint
+    directory, returned as it is; a compact one other than the shipped gets its own directory, named
+    after its path, so evaluating a new run never replaces the default model.
+    """
+    if source is None:
+        return materialise(shipped_dir(), data_dir() / "models" / NAME)
+    if not (source / COMPACT_FILE).exists():
+        return source
+    key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
+    return materialise(source, data_dir() / "models" / f"{NAME}-{key}")

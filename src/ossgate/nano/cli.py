@@ -109,7 +109,8 @@ def train(
 @app.command("eval")
 def evaluate(
     model: Annotated[
-        Path | None, typer.Option(help="Checkpoint directory (default: the shipped gpt-oss-nano).")
+        Path | None,
+        typer.Option(help="Checkpoint directory, or what `--ship` wrote (default: the shipped gpt-oss-nano)."),
     ] = None,
     n: Annotated[int, typer.Option(help="Conversations per skill.")] = 100,
     seed: Annotated[int | None, typer.Option(help="Evaluation seed (default: the held-out one).")] = None,
@@ -137,7 +138,7 @@ def evaluate(
             compact, vocab, _ = load_trained(dense_run)
             net, source = expand_model(compact, vocab), f"{dense_run} (dense experts)"
         else:
-            path = model or model_path()
+            path = model_path(model)
             net, source = load_model(path, dtype=torch.float32, show_progress=False), str(path)
         started = time.monotonic()
         report = ev.run(net, n, seed if seed is not None else ev.EVAL_SEED, structured=structured)
