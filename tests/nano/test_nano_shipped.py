@@ -120,35 +120,8 @@ def test_reasoning_grows_with_effort_on_the_same_held_out_prompts(nano_model):
     assert by_effort[0] < by_effort[1] < by_effort[2], dict(zip(data.EFFORTS, by_effort, strict=True))
 
 
-def test_materialise_builds_once_and_rebuilds_for_a_new_shipped_file(nano_home, tmp_path):
-    from ossgate.model.checkpoint import load_model
-    from ossgate.model.config import shape_config
-    from ossgate.model.transformer import Transformer
-    from ossgate.nano.artifact import export_compact, materialise
-    from ossgate.tune.trainer import init_weights
-    from ossgate.tune.vocab import CompactVocab
-
-    vocab = CompactVocab([0, 5, 200002, 200012], 201088)
-    model = Transformer(shape_config("tiny", layers=2, vocab_size=len(vocab), quantized=False))
-    init_weights(model, seed=0)
-    source, target = tmp_path / "ship", tmp_path / "data" / "nano"
-    export_compact(model, vocab, source)
-    assert materialise(source, target) == target
-    shard = next(target.glob("model-*.safetensors"))
-    built = shard.stat().st_mtime_ns
-    materialise(source, target)
-    assert shard.stat().st_mtime_ns == built  # nothing rebuilt
-    init_weights(model, seed=1)
-    export_compact(model, vocab, source)
-    materialise(source, target)
-    loaded = load_model(target, dtype=torch.float32, show_progress=False)
-    expected = model.model.embed_tokens.weight[1].to(torch.bfloat16).float()
-    torch.testing.assert_close(loaded.model.embed_tokens.weight[5], expected)  # the new weights, at their full-vocab id
-    assert not loaded.model.embed_tokens.weight[6].any()
-
-
-def test_model_path_materialises_a_run_s_ship_dir_beside_the_default(nano_checkpoint, tmp_path):
-    from ossgate.model.checkpoint import load_model
+def _tiny_ship(path, seed: int):
+    """A tiny random model written the way `ossgate nano train --ship` writes one; returns the model."""
     from ossgate.model.config import shape_config
     from ossgate.model.transformer import Transformer
     from ossgate.nano.artifact import export_compact
@@ -157,12 +130,40 @@ def test_model_path_materialises_a_run_s_ship_dir_beside_the_default(nano_checkp
 
     vocab = CompactVocab([0, 5, 200002, 200012], 201088)
     model = Transformer(shape_config("tiny", layers=2, vocab_size=len(vocab), quantized=False))
-    init_weights(model, seed=3)
+    init_weights(model, seed=seed)
+    export_compact(model, vocab, path)
+    return model
+
+
+def _compact_row_1_at_id_5(model, loaded) -> None:
+    expected = model.model.embed_tokens.weight[1].to(torch.bfloat16).float()
+    torch.testing.assert_close(loaded.model.embed_tokens.weight[5], expected)  # compact row 1 is full-vocab id 5
+
+
+def test_materialise_builds_once_and_rebuilds_for_a_new_shipped_file(nano_home, tmp_path):
+    from ossgate.model.checkpoint import load_model
+    from ossgate.nano.artifact import materialise
+
+    source, target = tmp_path / "ship", tmp_path / "data" / "nano"
+    _tiny_ship(source, seed=0)
+    assert materialise(source, target) == target
+    shard = next(target.glob("model-*.safetensors"))
+    built = shard.stat().st_mtime_ns
+    materialise(source, target)
+    assert shard.stat().st_mtime_ns == built  # nothing rebuilt
+    model = _tiny_ship(source, seed=1)
+    materialise(source, target)
+    loaded = load_model(target, dtype=torch.float32, show_progress=False)
+    _compact_row_1_at_id_5(model, loaded)  # the new weights
+    assert not loaded.model.embed_tokens.weight[6].any()
+
+
+def test_model_path_materialises_a_run_s_ship_dir_beside_the_default(nano_checkpoint, tmp_path):
+    from ossgate.model.checkpoint import load_model
+
     ship = tmp_path / "run-ship"
-    export_compact(model, vocab, ship)  # what `ossgate nano train --ship` writes
+    model = _tiny_ship(ship, seed=3)
     path = model_path(ship)
     assert path != nano_checkpoint and path.parent == nano_checkpoint.parent  # the default is not replaced
-    loaded = load_model(path, dtype=torch.float32, show_progress=False)
-    expected = model.model.embed_tokens.weight[1].to(torch.bfloat16).float()
-    torch.testing.assert_close(loaded.model.embed_tokens.weight[5], expected)
+    _compact_row_1_at_id_5(model, load_model(path, dtype=torch.float32, show_progress=False))
     assert model_path(path) == path  # a checkpoint directory is used as it is
