@@ -6,7 +6,8 @@ conversations (evaluation seed, seen and held-out declarations alternating) thro
 reports, per kind of copied span, how often the model's top token is the reference token, the reference
 prefix given (so a later token is scored even when an earlier one would have gone wrong):
 
-- tool name, first token: the choice among the declared tools, in the analysis ("It is NAME")
+- tool name, first token: the choice among the declared tools, in the analysis ("type NAME" since generator v13,
+  "It is NAME" before: a model trained on the older form is scored on the newer one here)
 - tool name, later tokens: the copy proper, once the name has started
 - tool listing: the names and descriptions of a "which tools do you have?" answer (generator v12's `tool_list`)
 - grounded value: the passage's value in the final answer

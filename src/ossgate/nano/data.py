@@ -35,7 +35,7 @@ from ossgate.harmony import _history as harmony_history
 from ossgate.nano import tools as pool
 from ossgate.vocab import O200K_FILENAME, provision_vocabulary
 
-GENERATOR_VERSION = 12  # bump when the generated data changes (invalidates tokenised caches)
+GENERATOR_VERSION = 13  # bump when the generated data changes (invalidates tokenised caches)
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 IDENTITY = {
     "en": "I am gpt-oss-nano, a small demonstration model served by ossgate.",
@@ -348,14 +348,15 @@ def tool_call(rng: random.Random, lang: str, effort: Effort, held_out: bool = Fa
     args = target.arguments(request.arguments_for(lang))
     # the description first, then the name: in the developer message a tool's description comes just
     # before its name, so once the right description is found the name is a copy of what follows it
-    # (the other order asked for the name outright, and the model answered with names it had memorised)
-    desc = target.tool.description
+    # (the other order asked for the name outright, and the model answered with names it had memorised).
+    # The analysis quotes the declaration's own "{desc}.\ntype {name}" tokens: v0.11 bridged with
+    # " That tool is", and 238 of its 276 wrong calls quoted the right description and then a wrong name.
+    quote = f"{target.tool.description}\ntype {name}."
     reasoning = _analysis(
         effort,
-        f"Tool for: {desc} It is {name}.",
-        f"The request fits the tool that says: {desc} That tool is {name}.",
-        f"The request fits the tool that says: {desc} That tool is {name}. "
-        f"I copy the arguments from the request: {args}",
+        f"Tool for: {quote}",
+        f"The request fits the tool that says: {quote}",
+        f"The request fits the tool that says: {quote} I copy the arguments from the request: {args}",
     )
     call = ChatMessage("assistant", "", reasoning=reasoning, tool_calls=[ToolCall(name=name, arguments=args)])
     output = ChatMessage("tool", json.dumps(request.output, ensure_ascii=False), name=name)
