@@ -137,6 +137,18 @@ def test_a_value_quoted_from_a_passage_keeps_the_passage_tokens():
     assert " ".join(map(str, text_tokens(value))) in target
 
 
+def test_a_tool_call_analysis_quotes_the_declaration_tokens_from_description_through_name():
+    samples = data.dataset(8, 60, "tool") + data.dataset(9, 30, "tool", held_out=True)
+    calls = [s for s in samples if s.kind == "tool" and s.meta["tool"]]
+    assert len(calls) > 40
+    for s in calls:
+        tool = next(t for t in s.tools if t.name == s.meta["tool"])
+        quote = text_tokens(f" {tool.description}\ntype {tool.name}")
+        # the same ids in the developer message and in the analysis (the copy is then a plain induction)
+        assert " ".join(map(str, quote)) in " ".join(map(str, data.prompt_tokens(s)))
+        assert " ".join(map(str, quote)) in " ".join(map(str, _targets(s)))
+
+
 def test_digitize_keeps_only_the_numbers_it_is_told_to():
     tokens = text_tokens("pay 2267 or 345")
     split = data.digitize(tokens, keep=frozenset({"2267"}))

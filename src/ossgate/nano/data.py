@@ -349,7 +349,7 @@ def tool_call(rng: random.Random, lang: str, effort: Effort, held_out: bool = Fa
     # the description first, then the name: in the developer message a tool's description comes just
     # before its name, so once the right description is found the name is a copy of what follows it
     # (the other order asked for the name outright, and the model answered with names it had memorised).
-    # The analysis quotes the declaration's own "{desc}.\ntype {name}" tokens: v0.11 bridged with
+    # The analysis quotes the declaration's own "DESCRIPTION\ntype NAME" tokens: v0.11 bridged with
     # " That tool is", and 238 of its 276 wrong calls quoted the right description and then a wrong name.
     quote = f"{target.tool.description}\ntype {name}."
     reasoning = _analysis(
