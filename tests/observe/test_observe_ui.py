@@ -103,3 +103,38 @@ def test_dashboard_loads_filters_and_shows_a_trace(harness, browser) -> None:
     with httpx.Client(headers=auth) as c:
         scores = c.get(f"{server.base_url}/v1/traces/{trace_id}").json()["scores"]
     assert [(s["kind"], s["label"], s["comment"]) for s in scores] == [("thumbs", "up", "spot on")]
+
+
+def test_an_older_answer_arriving_last_does_not_overwrite_a_newer_filter(harness, browser) -> None:
+    server = harness(capture="full")
+    auth = {"authorization": "Bearer sk-test-acme"}
+    with httpx.Client(headers=auth, timeout=30) as c:
+        for model in ("gpt-oss-20b", "gpt-oss-120b", "gpt-oss-120b"):
+            c.post(server.base_url + "/v1/chat/completions",
+                   json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
+        c.get(server.base_url + "/v1/traces")
+    page = browser.new_page()
+    page.goto(server.base_url + "/ui")
+    page.evaluate("localStorage.setItem('ossgate.apiKey', 'sk-test-acme')")
+    page.reload()
+    rows = page.locator("#traces tbody tr[data-trace-id]")
+    rows.nth(2).wait_for()
+    page.wait_for_selector("#f-model option[value='gpt-oss-20b']", state="attached")
+
+    held = []  # the unfiltered table request, answered only after the filtered one
+
+    def hold(route) -> None:
+        if "model=" in route.request.url:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/v1/traces?*", hold)
+    page.click("#refresh")
+    page.select_option("#f-model", "gpt-oss-20b")
+    page.wait_for_function("document.querySelectorAll('#traces tbody tr[data-trace-id]').length === 1")
+    assert len(held) == 1
+    with page.expect_response(lambda r: r.request == held[0].request):
+        held[0].continue_()
+    page.wait_for_timeout(300)  # time for a stale answer to be drawn (it must not be)
+    assert rows.count() == 1 and "gpt-oss-20b" in rows.first.inner_text()

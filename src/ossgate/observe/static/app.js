@@ -7,6 +7,11 @@ const state = { offset: 0, limit: 50, current: null };
 
 function key() { return localStorage.getItem("ossgate.apiKey") || ""; }
 
+// Filters fire a refresh on every change, and answers can come back out of order: each loader keeps only
+// the answer to its newest call, so a slower, older one never overwrites the table or charts of a newer one.
+const newest = {};
+function ticket(name) { const n = (newest[name] = (newest[name] || 0) + 1); return () => newest[name] === n; }
+
 async function api(path, options = {}) {
   const headers = Object.assign({ "authorization": "Bearer " + key() }, options.headers || {});
   const r = await fetch(path, Object.assign({}, options, { headers }));
@@ -91,7 +96,9 @@ function breakdownTable(table, rows, label) {
 }
 
 async function loadStats() {
+  const current = ticket("stats");
   const s = await api("/v1/traces/stats?" + filterParams());
+  if (!current()) return;
   const t = s.totals;
   const card = (v, label) => el("div", { class: "card" }, el("b", {}, String(v)), el("span", {}, label));
   $("#summary").replaceChildren(card(t.requests, "requests"), card(t.errors, "errors"),
@@ -107,7 +114,9 @@ async function loadStats() {
 }
 
 async function loadFacets() {
+  const current = ticket("facets");
   const f = await api("/v1/traces/facets");
+  if (!current()) return;
   for (const [id, values] of [["#f-model", f.model], ["#f-key", f.key_id]]) {
     const sel = $(id), keep = sel.value;
     while (sel.options.length > 1) sel.remove(1);
@@ -119,7 +128,9 @@ async function loadFacets() {
 async function loadTraces(append = false) {
   if (!append) state.offset = 0;
   const p = filterParams(); p.set("limit", state.limit); p.set("offset", state.offset);
+  const current = ticket("traces");
   const page = await api("/v1/traces?" + p);
+  if (!current()) return;
   const body = $("#traces tbody");
   if (!append) body.innerHTML = "";
   for (const t of page.data) {
