@@ -21,7 +21,7 @@ def test_same_seed_same_data_other_seed_other_data():
     assert a != c
 
 
-def _completions(tokens: list[int], mask: list[bool]) -> list[list[int]]:
+def _completions(tokens: list[int], mask: list[float]) -> list[list[int]]:
     """The runs of target tokens: one per assistant turn."""
     runs, current = [], []
     for t, m in zip(tokens, mask, strict=True):
@@ -153,6 +153,22 @@ def test_a_tool_call_analysis_quotes_the_declaration_tokens_from_description_thr
         assert _has_run(_targets(s), quote)
 
 
+def test_name_weight_lands_on_the_quoted_name_and_nowhere_else():
+    s = next(s for s in data.dataset(8, 40, "tool") if s.meta["tool"] and len(s.tools) > 1)
+    tokens, plain = data.encode(s)
+    same, weighted = data.encode(s, name_weight=6.0)
+    assert same == tokens and set(plain) == {0.0, 1.0}
+    heavy = [i for i, w in enumerate(weighted) if w == 6.0]
+    assert heavy and heavy == list(range(heavy[0], heavy[-1] + 1))  # one run
+    assert decode([tokens[i] for i in heavy]) == " " + s.meta["tool"]
+    # it follows the quoted description, inside the call's analysis, not the developer message's declaration
+    assert decode(tokens[: heavy[0]]).endswith(
+        next(t.description for t in s.tools if t.name == s.meta["tool"]) + "\ntype"
+    )
+    assert all(plain[i] == 1.0 for i in heavy)
+    assert [w for i, w in enumerate(weighted) if i not in heavy] == [w for i, w in enumerate(plain) if i not in heavy]
+
+
 def test_digitize_keeps_only_the_numbers_it_is_told_to():
     tokens = text_tokens("pay 2267 or 345")
     split = data.digitize(tokens, keep=frozenset({"2267"}))
@@ -219,6 +235,15 @@ def test_tool_pool_is_large_and_held_out_declarations_never_train():
         assert not held_out_descriptions & {t.description for t in s.tools}
         for t in s.tools:
             json.dumps(t.parameters)  # every schema is plain JSON
+
+
+def test_no_conversation_declares_two_tools_of_one_name():
+    samples = (
+        data.dataset(4, 2000, "tool") + data.dataset(5, 300, "tool_list") + data.dataset(6, 300, "tool", held_out=True)
+    )
+    for s in samples:
+        names = [t.name for t in s.tools]
+        assert len(names) == len(set(names)), names
 
 
 def test_held_out_descriptions_use_words_of_training_descriptions():

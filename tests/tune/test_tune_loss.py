@@ -47,3 +47,19 @@ def test_compact_vocab_rejects_unknown_ids():
         assert "4" in str(e)
     else:
         raise AssertionError("an id outside the compact vocabulary must be refused")
+
+
+def test_weights_make_it_the_weighted_mean_of_the_per_target_losses():
+    gen = torch.Generator().manual_seed(2)
+    vocab = CompactVocab([2, 4, 6, 9], 20)
+    rows = torch.randn(4, 5, generator=gen)
+    hidden = torch.randn(6, 5, generator=gen)
+    targets = torch.tensor([2, 4, 6, 9, 2, 4])
+    weights = torch.tensor([1.0, 1.0, 5.0, 1.0, 0.5, 1.0])
+    full = vocab.expand_rows(rows)
+    per_target = F.cross_entropy(hidden @ full.T, targets, reduction="none")
+    ours = exact_cross_entropy(hidden @ rows.T, vocab.compact(targets), vocab.n_unused, weights)
+    torch.testing.assert_close(ours, (per_target * weights).sum() / weights.sum(), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(ours, per_target.mean())
+    ones = exact_cross_entropy(hidden @ rows.T, vocab.compact(targets), vocab.n_unused, torch.ones(6))
+    torch.testing.assert_close(ones, per_target.mean(), rtol=1e-5, atol=1e-5)

@@ -30,7 +30,22 @@ def test_pack_restarts_positions_and_keeps_targets_inside_each_sequence():
     assert batch.positions.tolist() == [0, 1, 0]
     assert batch.seq_lens == [2, 1]
     assert batch.targets.tolist() == [2, 3, 8]
-    assert batch.weights.tolist() == [True, True, True]
+    assert batch.weights.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_heavier_target_counts_as_that_many_ordinary_ones():
+    model, vocab, examples = _tiny_setup(2)
+    model.eval()
+    ex = examples[0]
+    first = next(i for i, m in enumerate(ex.mask) if m)
+    heavy = Example(ex.tokens, [3.0 if i == first else float(m) for i, m in enumerate(ex.mask)])
+    only_first = Example(ex.tokens, [i == first for i in range(len(ex.tokens))])
+    with torch.no_grad():
+        weighted = sequence_loss(model, pack([heavy]), vocab.n_unused)
+        repeated = sequence_loss(model, pack([ex, only_first, only_first]), vocab.n_unused)
+        plain = sequence_loss(model, pack([ex]), vocab.n_unused)
+    torch.testing.assert_close(weighted, repeated, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(weighted, plain)
 
 
 def test_packed_loss_equals_per_sequence_loss():

@@ -47,6 +47,7 @@ def train(
     init: Annotated[
         Path | None, typer.Option(help="Start from this shipped gpt-oss-nano directory instead of random weights.")
     ] = None,
+    name_weight: Annotated[float, typer.Option(help="Loss weight of the tool name a call's analysis copies.")] = 1.0,
 ) -> None:
     """Train gpt-oss-nano from scratch (resumes from the run directory's checkpoint if there is one)."""
 
@@ -60,12 +61,15 @@ def train(
 
         if heads % kv_heads:
             raise InvalidRequest("--kv-heads must divide --heads", param="kv_heads")
+        if not name_weight > 0:
+            raise InvalidRequest("--name-weight must be above 0", param="name_weight")
         run = RunConfig(
             seed=seed,
             tie_embeddings=tie_embeddings,
             attention_heads=heads,
             kv_heads=kv_heads,
             factored_numbers=factored_numbers,
+            name_weight=name_weight,
         )
         if steps is not None:
             if steps < 1:

@@ -35,7 +35,7 @@ from ossgate.harmony import _history as harmony_history
 from ossgate.nano import tools as pool
 from ossgate.vocab import O200K_FILENAME, provision_vocabulary
 
-GENERATOR_VERSION = 13  # bump when the generated data changes (invalidates tokenised caches)
+GENERATOR_VERSION = 14  # bump when the generated data changes (invalidates tokenised caches)
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 IDENTITY = {
     "en": "I am gpt-oss-nano, a small demonstration model served by ossgate.",
@@ -324,7 +324,7 @@ def tool_call(rng: random.Random, lang: str, effort: Effort, held_out: bool = Fa
     """1-5 declared tools; the request fits one of them (call, tool output, answer) or, 15% of the time, none."""
     k = rng.randint(1, 5)
     families = rng.sample(pool.FAMILIES, k + 1)
-    declared = [pool.declare(f, rng, held_out) for f in families[:k]]
+    declared = pool.declare_distinct(families[:k], rng, held_out)
     fits = rng.random() >= 0.15
     target = rng.choice(declared) if fits else None
     request = (target.family if target else families[k]).make(rng)
@@ -394,7 +394,7 @@ def tool_list(rng: random.Random, lang: str, effort: Effort, held_out: bool = Fa
     the long-range copy a tool call ends with is weak on its own, and this kind trains it on every token.
     """
     k = rng.randint(1, 5)
-    tools = [pool.declare(f, rng, held_out).tool for f in rng.sample(pool.FAMILIES, k)]
+    tools = [d.tool for d in pool.declare_distinct(rng.sample(pool.FAMILIES, k), rng, held_out)]
     plural = "s" if k > 1 else ""
     head = f"I can use {k} tool{plural}:" if lang == "en" else f"Puedo usar {k} herramienta{plural}:"
     final = head + "".join(f"\n- {t.name}: {t.description}" for t in tools)
@@ -704,14 +704,36 @@ def completion_tokens(m: ChatMessage) -> list[int]:
     return out[2:]
 
 
-def encode(s: Sample) -> tuple[list[int], list[bool]]:
-    """Training tokens and loss mask (True on tokens the model must produce: every assistant turn).
+def quoted_name(s: Sample, name: str) -> tuple[list[int], int]:
+    """The ids a call's analysis quotes, ` DESCRIPTION\ntype NAME`, and how many of the last of them are NAME."""
+    tool = next(t for t in s.tools if t.name == name)
+    head = text_tokens(f" {tool.description}\ntype")
+    quote = text_tokens(f" {tool.description}\ntype {name}")
+    assert quote[: len(head)] == head, "the name's tokens merge with the text before it"
+    return quote, len(quote) - len(head)
+
+
+def _weigh_name(weights: list[float], completion: list[int], s: Sample, name: str, weight: float) -> None:
+    """Give the name in the first quote of its declaration in `completion` the loss weight `weight`."""
+    quote, n = quoted_name(s, name)
+    for i in range(len(completion) - len(quote) + 1):
+        if completion[i : i + len(quote)] == quote:
+            end = i + len(quote)
+            weights[end - n : end] = [weight] * n
+            return
+    raise AssertionError(f"the analysis of the call to {name} does not quote its declaration")
+
+
+def encode(s: Sample, name_weight: float = 1.0) -> tuple[list[int], list[float]]:
+    """Training tokens and their loss weights: 0 on the prompt, 1 on every assistant turn.
 
     The prompt of each assistant turn is `render_prompt` of the conversation so far, so the model trains
     on exactly what serving sends; a tool call's turn continues, after the tool's output, with the answer.
+    `name_weight` is the weight of the tool name a call's analysis copies from its declaration: it is a
+    few tokens of a long conversation, and the one choice that the nano models get wrong most often.
     """
     tokens: list[int] = []
-    mask: list[bool] = []
+    mask: list[float] = []
     seen = 0  # how many tokens of the current prompt are already in `tokens`
     for i, m in enumerate(s.messages):
         if m.role != "assistant":
@@ -720,10 +742,13 @@ def encode(s: Sample) -> tuple[list[int], list[bool]]:
         new_prompt = prompt[seen:]
         completion = completion_tokens(m)
         tokens += new_prompt
-        mask += [False] * len(new_prompt)
+        mask += [0.0] * len(new_prompt)
         digits = digitize(completion, keep=numbers_in(prompt))
+        weights = [1.0] * len(digits)
+        if m.tool_calls and name_weight != 1.0:
+            _weigh_name(weights, digits, s, m.tool_calls[0].name, name_weight)
         tokens += digits
-        mask += [True] * len(digits)
+        mask += weights
         seen = len(prompt) + len(completion)
         if i + 1 < len(s.messages):
             # the next prompt must repeat this turn verbatim (harmony keeps reasoning before a tool's output)

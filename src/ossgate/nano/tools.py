@@ -647,6 +647,21 @@ def declare(family: ToolFamily, rng: random.Random, held_out: bool) -> DeclaredT
     return DeclaredTool(family, Tool(name=name, description=desc, parameters=schema), arg_names, held_out)
 
 
+def declare_distinct(families: list[ToolFamily], rng: random.Random, held_out: bool) -> list[DeclaredTool]:
+    """One declaration per family, no two with the same name: a request to a name declared twice has no one
+    right call (generator v13 declared an invented name twice in about 1 of 200 tool conversations)."""
+    out: list[DeclaredTool] = []
+    for family in families:
+        for _ in range(100):  # held-out names are fixed: were two equal, redrawing would never end
+            d = declare(family, rng, held_out)
+            if all(d.tool.name != o.tool.name for o in out):
+                break
+        else:
+            raise ValueError(f"no name for {family.names[-1]} that the other declarations do not use")
+        out.append(d)
+    return out
+
+
 def schema_conforms(arguments: str, schema: dict) -> bool:
     """JSON object whose keys are declared, required keys present, types and enums respected."""
     try:

@@ -11,10 +11,12 @@ import torch
 
 @dataclass
 class Example:
-    """One sequence and its loss mask: True where the next-token prediction of this token is trained."""
+    """One sequence and its loss mask: where the next-token prediction of each token is trained, and how much."""
 
     tokens: list[int]
-    mask: list[bool]  # mask[i]: token i is a target (predicted from tokens[:i])
+    # mask[i]: the loss weight of token i as a target (predicted from tokens[:i]); False/0 is not a target,
+    # True/1 an ordinary one
+    mask: list[bool] | list[float]
 
 
 @dataclass
@@ -23,11 +25,16 @@ class Batch:
     positions: torch.Tensor  # (T,) restart at 0 for every sequence
     seq_lens: list[int]
     targets: torch.Tensor  # (T,) the next token of each input token (meaningless where not `weights`)
-    weights: torch.Tensor  # (T,) bool: this input token's prediction counts in the loss
+    weights: torch.Tensor  # (T,) float: this input token's prediction's weight in the loss (0: not a target)
+
+    @property
+    def targeted(self) -> torch.Tensor:
+        """(T,) bool: the positions whose prediction counts in the loss."""
+        return self.weights > 0
 
     @property
     def n_targets(self) -> int:
-        return int(self.weights.sum())
+        return int(self.targeted.sum())
 
 
 def pack(examples: Sequence[Example]) -> Batch:
@@ -40,7 +47,13 @@ def pack(examples: Sequence[Example]) -> Batch:
         targets += ex.tokens[1:]
         weights += ex.mask[1:]
         lens.append(n)
-    return Batch(torch.tensor(tokens), torch.tensor(positions), lens, torch.tensor(targets), torch.tensor(weights))
+    return Batch(
+        torch.tensor(tokens),
+        torch.tensor(positions),
+        lens,
+        torch.tensor(targets),
+        torch.tensor(weights, dtype=torch.float32),
+    )
 
 
 def batches(examples: Sequence[Example], batch_tokens: int, seed: int) -> Iterator[Batch]:

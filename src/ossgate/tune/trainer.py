@@ -63,10 +63,11 @@ def init_weights(model: Transformer, seed: int, std: float = 0.02) -> None:
 
 
 def sequence_loss(model: Transformer, batch: Batch, n_unused: int = 0) -> torch.Tensor:
-    """Mean next-token loss on the batch's target positions; exact over `n_unused` extra zero-logit ids."""
+    """Weighted mean next-token loss on the batch's target positions; exact over `n_unused` extra zero-logit ids."""
     hidden = model(batch.tokens, batch.positions, batch.seq_lens)  # (T, D)
-    selected = hidden[batch.weights]  # (N, D): only target positions are unembedded
-    return exact_cross_entropy(model.logits(selected), batch.targets[batch.weights], n_unused)
+    at = batch.targeted
+    selected = hidden[at]  # (N, D): only target positions are unembedded
+    return exact_cross_entropy(model.logits(selected), batch.targets[at], n_unused, batch.weights[at])
 
 
 class Trainer:
