@@ -82,10 +82,19 @@ def _arguments_schema(tool: Tool) -> dict[str, Any]:
 
 
 def _call_rule(tools: Sequence[Tool]) -> str:
-    alternatives = " | ".join(
-        f'{json.dumps(t.name)} " " <|constrain|> "json" <|message|> {_json(_arguments_schema(t))}' for t in tools
+    # Harmony allows the recipient after the channel or before it, in the role section; openai-harmony
+    # renders a call the second way (`<|start|>assistant to=functions.NAME<|channel|>commentary <|constrain|>json`),
+    # so that is what a model trained on its renderings writes. With only the first way allowed, gpt-oss-nano
+    # was pushed off its own form and answered instead of calling in 97 of 200 held-out cases.
+    schemas = [(json.dumps(t.name), _json(_arguments_schema(t))) for t in tools]
+    after_channel = " | ".join(f'{name} " " <|constrain|> "json" <|message|> {args}' for name, args in schemas)
+    before_channel = " | ".join(
+        f'{name} <|channel|> "commentary " <|constrain|> "json" <|message|> {args}' for name, args in schemas
     )
-    return f'call: <|channel|> "commentary to=functions." ({alternatives}) <|call|>'
+    return (
+        f'call: <|channel|> "commentary to=functions." ({after_channel}) <|call|>\n'
+        f'    | " to=functions." ({before_channel}) <|call|>'
+    )
 
 
 def turn_grammar(

@@ -38,6 +38,8 @@ def follows(grammar: str, text: str) -> bool:
 
 
 CALL = '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>'
+# the recipient in the role section, as openai-harmony renders a call (and gpt-oss-nano writes one)
+ROLE_CALL = ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"city": "Paris"}<|call|>'
 ANALYSIS = "<|channel|>analysis<|message|>The user wants the weather.<|end|><|start|>assistant"
 FINAL = "<|channel|>final<|message|>It is sunny.<|return|>"
 
@@ -47,12 +49,26 @@ def test_a_call_to_a_declared_tool_with_valid_arguments_follows_the_grammar():
     assert follows(g, ANALYSIS + CALL)
     assert follows(g, ANALYSIS + FINAL)
     assert follows(g, CALL.replace("get_weather", "lookup_order").replace('"city": "Paris"', '"order_id": "7"'))
+    assert follows(g, ANALYSIS + ROLE_CALL)
+    assert follows(g, ROLE_CALL.replace("get_weather", "lookup_order").replace('"city": "Paris"', '"order_id": "7"'))
+
+
+def test_the_grammar_accepts_the_call_exactly_as_harmony_renders_it():
+    call = harmony.ChatMessage(
+        "assistant", "", tool_calls=[harmony.ToolCall(name="get_weather", arguments='{"city": "Paris"}')]
+    )
+    rendered = harmony.encoding().decode(harmony.encoding().render(next(iter(harmony._history([call])))))
+    head = "<|start|>assistant"
+    assert rendered.startswith(head)
+    assert follows(structured.turn_grammar([WEATHER, ORDER]), rendered[len(head) :].replace("<|end|>", "<|call|>"))
 
 
 @pytest.mark.parametrize(
     "bad",
     [
         CALL.replace("get_weather", "get_wether"),  # undeclared name
+        ROLE_CALL.replace("get_weather", "get_wether"),
+        ROLE_CALL.replace('"city"', '"town"'),
         CALL.replace('"city"', '"town"'),  # a parameter the tool does not declare
         CALL.replace('{"city": "Paris"}', '{"unit": "c"}'),  # the required one missing
         CALL.replace('"Paris"}', '"Paris", "unit": "k"}'),  # outside the enum

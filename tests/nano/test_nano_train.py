@@ -121,6 +121,10 @@ def test_worker_processes_tokenise_exactly_as_one_process():
 
     samples = data.dataset(3, 40)
     assert list(_encode_all(samples, 2)) == list(_encode_all(samples, 1))
+    # the name weight reaches the worker processes too
+    weighted = list(_encode_all(samples, 2, name_weight=4.0))
+    assert weighted == list(_encode_all(samples, 1, name_weight=4.0))
+    assert any(4.0 in mask for _, mask in weighted)
 
 
 def test_factored_number_outputs_stay_factored_through_training_resume_and_export(tmp_path):
@@ -167,3 +171,14 @@ def test_factored_numbers_with_tied_embeddings_is_one_clear_error(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0
     assert "untied" in result.output and "Traceback" not in result.output
+
+
+def test_a_name_weight_that_is_not_positive_is_one_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from ossgate.nano.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--name-weight", "0", "--steps", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0
+    assert "--name-weight" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
