@@ -102,7 +102,7 @@ def _targets(s: data.Sample) -> list[int]:
 
 def _has_run(tokens: list[int], run: list[int]) -> bool:
     """`run` occurs in `tokens` as consecutive ids (a joined string would also match 12 34 inside 112 345)."""
-    return any(tokens[i : i + len(run)] == run for i in range(len(tokens) - len(run) + 1))
+    return data.find_run(tokens, run) >= 0
 
 
 def test_computed_numbers_are_one_digit_per_token_copied_ones_keep_their_tokens():
@@ -167,6 +167,12 @@ def test_name_weight_lands_on_the_quoted_name_and_nowhere_else():
     )
     assert all(plain[i] == 1.0 for i in heavy)
     assert [w for i, w in enumerate(weighted) if i not in heavy] == [w for i, w in enumerate(plain) if i not in heavy]
+
+
+def test_find_run_matches_consecutive_ids_only():
+    assert data.find_run([112, 345, 12, 34], [12, 34]) == 2
+    assert data.find_run([12, 7, 34], [12, 34]) == -1
+    assert data.find_run([1, 2], [1, 2, 3]) == -1
 
 
 def test_digitize_keeps_only_the_numbers_it_is_told_to():

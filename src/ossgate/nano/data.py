@@ -713,15 +713,18 @@ def quoted_name(s: Sample, name: str) -> tuple[list[int], int]:
     return quote, len(quote) - len(head)
 
 
+def find_run(tokens: list[int], run: list[int]) -> int:
+    """Where `run` first occurs in `tokens` as consecutive ids, or -1."""
+    return next((i for i in range(len(tokens) - len(run) + 1) if tokens[i : i + len(run)] == run), -1)
+
+
 def _weigh_name(weights: list[float], completion: list[int], s: Sample, name: str, weight: float) -> None:
     """Give the name in the first quote of its declaration in `completion` the loss weight `weight`."""
     quote, n = quoted_name(s, name)
-    for i in range(len(completion) - len(quote) + 1):
-        if completion[i : i + len(quote)] == quote:
-            end = i + len(quote)
-            weights[end - n : end] = [weight] * n
-            return
-    raise AssertionError(f"the analysis of the call to {name} does not quote its declaration")
+    start = find_run(completion, quote)
+    assert start >= 0, f"the analysis of the call to {name} does not quote its declaration"
+    end = start + len(quote)
+    weights[end - n : end] = [weight] * n
 
 
 def encode(s: Sample, name_weight: float = 1.0) -> tuple[list[int], list[float]]:

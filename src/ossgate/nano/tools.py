@@ -649,7 +649,8 @@ def declare(family: ToolFamily, rng: random.Random, held_out: bool) -> DeclaredT
 
 def declare_distinct(families: list[ToolFamily], rng: random.Random, held_out: bool) -> list[DeclaredTool]:
     """One declaration per family, no two with the same name: a request to a name declared twice has no one
-    right call (generator v13 declared an invented name twice in about 1 of 200 tool conversations)."""
+    right call (generator v13 declared a name twice in 64 of seed 4's 18 571 tool conversations, and in 33 of
+    them the request was for that name)."""
     out: list[DeclaredTool] = []
     for family in families:
         for _ in range(100):  # held-out names are fixed: were two equal, redrawing would never end
