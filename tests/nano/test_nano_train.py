@@ -182,3 +182,29 @@ def test_a_name_weight_that_is_not_positive_is_one_clear_error(tmp_path):
     assert result.exit_code != 0
     assert "--name-weight" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_from_a_shipped_model_keeps_its_place_code_under_a_new_seed(tmp_path):
+    """The frozen number rows stay the starting model's and new numbers join its code (a new seed redrew it)."""
+    from ossgate.nano.train import number_digits
+
+    first, vocab_a, _ = train(_run(factored_numbers=True), tmp_path / "a", show_progress=False)
+    export_compact(first, vocab_a, tmp_path / "ship")
+    shipped = load_file(str(tmp_path / "ship" / COMPACT_FILE))
+    run = _run(init=str(tmp_path / "ship"), factored_numbers=True)
+    run.seed, run.samples = 6, 60  # another seed, and numbers the first run never saw
+    run.lr, run.steps = 0.0, 1
+    model, vocab, _ = train(run, tmp_path / "b", show_progress=False)
+
+    rows, incidence = number_digits(vocab)
+    row_a = {full: i for i, full in enumerate(vocab_a.ids)}
+    shared = [r for r in rows if vocab.ids[r] in row_a]
+    assert 0 < len(shared) < len(rows)
+    embed = model.model.embed_tokens.weight.detach()
+    before = shipped["model.embed_tokens.weight"][[row_a[vocab.ids[r]] for r in shared]].float()
+    torch.testing.assert_close(embed[shared], before, rtol=0, atol=0)
+    code = torch.linalg.lstsq(incidence, embed[rows], driver="gelsd").solution
+    torch.testing.assert_close(incidence @ code, embed[rows], rtol=0, atol=1e-3)  # bf16 storage, nothing more
+    head = model.lm_head.weight.detach()
+    old_head = shipped["lm_head.weight"][[row_a[vocab.ids[r]] for r in shared]].float()
+    torch.testing.assert_close(head[shared], old_head, rtol=0, atol=1e-3)

@@ -71,22 +71,43 @@ def number_digits(vocab: CompactVocab) -> tuple[list[int], torch.Tensor]:
     return rows, incidence
 
 
-def init_number_embeddings(model: Transformer, vocab: CompactVocab, seed: int, std: float = 0.02) -> list[int]:
+def init_number_embeddings(
+    model: Transformer, vocab: CompactVocab, seed: int, kept: list[int] = (), std: float = 0.02
+) -> list[int]:
     """Set every number token's embedding to the sum of its digits' place vectors; returns those rows.
 
     o200k writes numbers as 1-3 digit tokens while the nano model works digit by digit, so it has to
     read "the tens digit of token 347" out of an embedding. Random rows make that a 1000-entry lookup
     learnt from a few dozen occurrences each; rows built from (place, digit) vectors make it a linear
     read-out, the same for a number seen twice as for one seen a thousand times.
+
+    `kept` are rows a starting model supplied (`init_from_shipped`): theirs is the code that model was
+    trained to read, so they stay, and new numbers get rows in that code. Redrawn from this run's seed, the
+    frozen code was a new one under a model trained on another: every `--init` run with a new seed did that.
     """
-    gen = torch.Generator().manual_seed(seed + 1)
-    D = model.config.hidden_size
-    place = torch.randn(3, 10, D, generator=gen) * std  # place (ones, tens, hundreds) x digit
-    length = torch.randn(4, D, generator=gen) * std
     rows, incidence = number_digits(vocab)
+    weight = model.model.embed_tokens.weight
+    known = set(kept)
+    old = [i for i, r in enumerate(rows) if r in known]
     with torch.no_grad():
-        model.model.embed_tokens.weight[rows] = incidence @ torch.cat([length, place.reshape(30, D)])
+        if old:
+            new = [i for i, r in enumerate(rows) if r not in known]
+            code = _fit_code(incidence[old], weight[[rows[i] for i in old]])
+            weight[[rows[i] for i in new]] = incidence[new] @ code
+            return rows
+        gen = torch.Generator().manual_seed(seed + 1)
+        D = model.config.hidden_size
+        place = torch.randn(3, 10, D, generator=gen) * std  # place (ones, tens, hundreds) x digit
+        length = torch.randn(4, D, generator=gen) * std
+        weight[rows] = incidence @ torch.cat([length, place.reshape(30, D)])
     return rows
+
+
+def _fit_code(incidence: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The (length, place-digit) code vectors whose sums come nearest to `rows`."""
+    # gelsd: the incidence is rank-deficient (an unused length column; each place's digits sum to the
+    # length columns), where the default driver returned zeros
+    return torch.linalg.lstsq(incidence, rows.detach().float(), driver="gelsd").solution
 
 
 class FactoredRows(torch.nn.Module):
@@ -108,12 +129,16 @@ class FactoredRows(torch.nn.Module):
         return weight.index_copy(0, self.rows, self.incidence @ self.code)
 
 
-def factor_number_outputs(model: Transformer, vocab: CompactVocab) -> None:
-    """Make the number rows of `model.lm_head` factored (`FactoredRows`), starting from the nearest such rows."""
+def factor_number_outputs(model: Transformer, vocab: CompactVocab, kept: list[int] = ()) -> None:
+    """Make the number rows of `model.lm_head` factored (`FactoredRows`), starting from the nearest such rows.
+
+    With `kept` (rows a starting model supplied), the code is fitted to those rows alone: new numbers'
+    random rows would only pull it off the one the model was trained with.
+    """
     rows, incidence = number_digits(vocab)
-    # gelsd: the incidence is rank-deficient (an unused length column; each place's digits sum to the
-    # length columns), where the default driver returned zeros
-    code = torch.linalg.lstsq(incidence, model.lm_head.weight.detach()[rows], driver="gelsd").solution
+    known = set(kept)
+    fit = [i for i, r in enumerate(rows) if r in known] or list(range(len(rows)))
+    code = _fit_code(incidence[fit], model.lm_head.weight[[rows[i] for i in fit]])
     parametrize.register_parametrization(model.lm_head, "weight", FactoredRows(rows, incidence, code))
 
 
@@ -136,8 +161,8 @@ def freeze_rows(weight: torch.nn.Parameter, rows: list[int]) -> None:
     weight.register_hook(lambda grad: grad * keep)
 
 
-def init_from_shipped(model: Transformer, vocab: CompactVocab, source: Path) -> int:
-    """Start from the weights of a shipped (compact, MXFP4) gpt-oss-nano; returns the rows it had no value for.
+def init_from_shipped(model: Transformer, vocab: CompactVocab, source: Path) -> list[int]:
+    """Start from the weights of a shipped (compact, MXFP4) gpt-oss-nano; returns the rows it had a value for.
 
     Embedding and unembedding rows are matched by o200k id, so data that uses new tokens keeps those rows
     as initialised; experts are dequantised. The network shapes must agree.
@@ -168,7 +193,7 @@ def init_from_shipped(model: Transformer, vocab: CompactVocab, source: Path) -> 
             if value.shape != t.shape:
                 raise CheckpointError(f"{source}: {name} is {tuple(value.shape)}, this run's is {tuple(t.shape)}")
             t.copy_(value.to(t.dtype))
-    return len(vocab) - len(hits)
+    return hits[:, 0].tolist()
 
 
 def tie(model: Transformer) -> None:
@@ -294,15 +319,16 @@ def train(
     if run.factored_numbers and run.tie_embeddings:  # tied, the factored rows would be the frozen embedding too
         raise InvalidRequest("--factored-numbers needs untied embeddings", param="factored_numbers")
     model = network(architecture(run.__dict__), len(vocab), run.seed)
+    kept: list[int] = []
     if run.init and not previous.exists():
-        fresh = init_from_shipped(model, vocab, Path(run.init))
-        log.info("started from %s (%s rows it did not have start fresh)", run.init, fresh)
-    # number rows are set to the place code even over a starting model's: frozen, they must hold it
-    number_rows = init_number_embeddings(model, vocab, run.seed)
+        kept = init_from_shipped(model, vocab, Path(run.init))
+        log.info("started from %s (%s rows it did not have start fresh)", run.init, len(vocab) - len(kept))
+    # frozen, the number rows must hold one place code: the starting model's, or a new one
+    number_rows = init_number_embeddings(model, vocab, run.seed, kept)
     if not run.tie_embeddings:  # tied, the same rows are the output rows of the numbers: those must train
         freeze_rows(model.model.embed_tokens.weight, number_rows)
     if run.factored_numbers:
-        factor_number_outputs(model, vocab)
+        factor_number_outputs(model, vocab, kept)
     config = TrainConfig(
         steps=run.steps, lr=run.lr, warmup=run.warmup, seed=run.seed, checkpoint_every=run.checkpoint_every
     )
