@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -72,7 +72,7 @@ def number_digits(vocab: CompactVocab) -> tuple[list[int], torch.Tensor]:
 
 
 def init_number_embeddings(
-    model: Transformer, vocab: CompactVocab, seed: int, kept: list[int] = (), std: float = 0.02
+    model: Transformer, vocab: CompactVocab, seed: int, kept: Sequence[int] = (), std: float = 0.02
 ) -> list[int]:
     """Set every number token's embedding to the sum of its digits' place vectors; returns those rows.
 
@@ -87,20 +87,26 @@ def init_number_embeddings(
     """
     rows, incidence = number_digits(vocab)
     weight = model.model.embed_tokens.weight
-    known = set(kept)
-    old = [i for i, r in enumerate(rows) if r in known]
-    with torch.no_grad():
-        if old:
-            new = [i for i, r in enumerate(rows) if r not in known]
-            code = _fit_code(incidence[old], weight[[rows[i] for i in old]])
-            weight[[rows[i] for i in new]] = incidence[new] @ code
-            return rows
+    old = _kept_numbers(rows, kept)
+    if old:
+        code = _fit_code(incidence[old], weight[[rows[i] for i in old]])
+    else:
         gen = torch.Generator().manual_seed(seed + 1)
         D = model.config.hidden_size
         place = torch.randn(3, 10, D, generator=gen) * std  # place (ones, tens, hundreds) x digit
         length = torch.randn(4, D, generator=gen) * std
-        weight[rows] = incidence @ torch.cat([length, place.reshape(30, D)])
+        code = torch.cat([length, place.reshape(30, D)])
+    fitted = set(old)
+    new = [i for i in range(len(rows)) if i not in fitted]
+    with torch.no_grad():
+        weight[[rows[i] for i in new]] = incidence[new] @ code
     return rows
+
+
+def _kept_numbers(rows: list[int], kept: Sequence[int]) -> list[int]:
+    """Positions in `rows` (the number tokens' rows) of those a starting model supplied."""
+    known = set(kept)
+    return [i for i, r in enumerate(rows) if r in known]
 
 
 def _fit_code(incidence: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -129,15 +135,14 @@ class FactoredRows(torch.nn.Module):
         return weight.index_copy(0, self.rows, self.incidence @ self.code)
 
 
-def factor_number_outputs(model: Transformer, vocab: CompactVocab, kept: list[int] = ()) -> None:
+def factor_number_outputs(model: Transformer, vocab: CompactVocab, kept: Sequence[int] = ()) -> None:
     """Make the number rows of `model.lm_head` factored (`FactoredRows`), starting from the nearest such rows.
 
     With `kept` (rows a starting model supplied), the code is fitted to those rows alone: new numbers'
     random rows would only pull it off the one the model was trained with.
     """
     rows, incidence = number_digits(vocab)
-    known = set(kept)
-    fit = [i for i, r in enumerate(rows) if r in known] or list(range(len(rows)))
+    fit = _kept_numbers(rows, kept) or list(range(len(rows)))
     code = _fit_code(incidence[fit], model.lm_head.weight[[rows[i] for i in fit]])
     parametrize.register_parametrization(model.lm_head, "weight", FactoredRows(rows, incidence, code))
 
