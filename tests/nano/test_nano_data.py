@@ -169,6 +169,26 @@ def test_name_weight_lands_on_the_quoted_name_and_nowhere_else():
     assert [w for i, w in enumerate(weighted) if i not in heavy] == [w for i, w in enumerate(plain) if i not in heavy]
 
 
+def test_number_weight_lands_on_copied_numbers_and_not_on_computed_digits():
+    s = next(s for s in data.dataset(8, 40, "grounded") if s.meta["answerable"] and s.meta["value"][0].isdigit())
+    tokens, plain = data.encode(s)
+    same, weighted = data.encode(s, number_weight=5.0)
+    assert same == tokens
+    heavy = [i for i, w in enumerate(weighted) if w == 5.0]
+    assert heavy and all(plain[i] == 1.0 for i in heavy)  # only the assistant's own tokens
+    # the passage's number and its citation, each copied from the sources
+    number = s.meta["value"].split()[0]
+    assert re.fullmatch(f"({number}|{s.meta['cite']})+", decode([tokens[i] for i in heavy]))
+    assert [w for i, w in enumerate(weighted) if i not in heavy] == [w for i, w in enumerate(plain) if i not in heavy]
+    # an arithmetic result is computed digit by digit, not copied: only the operands' copies weigh more
+    a = data.dataset(3, 1, "arithmetic")[0]
+    tokens, weighted = data.encode(a, number_weight=5.0)
+    x, _, y = a.meta["operands"]
+    heavy_text = decode([t for t, w in zip(tokens, weighted, strict=True) if w == 5.0])
+    assert heavy_text and re.fullmatch(f"({x}|{y})+", heavy_text)
+    assert str(a.meta["answer"]) not in heavy_text
+
+
 def test_find_run_matches_consecutive_ids_only():
     assert data.find_run([112, 345, 12, 34], [12, 34]) == 2
     assert data.find_run([12, 7, 34], [12, 34]) == -1

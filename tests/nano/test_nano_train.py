@@ -125,6 +125,8 @@ def test_worker_processes_tokenise_exactly_as_one_process():
     weighted = list(_encode_all(samples, 2, name_weight=4.0))
     assert weighted == list(_encode_all(samples, 1, name_weight=4.0))
     assert any(4.0 in mask for _, mask in weighted)
+    copied = list(_encode_all(samples, 2, number_weight=3.0))
+    assert copied == list(_encode_all(samples, 1, number_weight=3.0)) and any(3.0 in mask for _, mask in copied)
 
 
 def test_factored_number_outputs_stay_factored_through_training_resume_and_export(tmp_path):
@@ -173,14 +175,15 @@ def test_factored_numbers_with_tied_embeddings_is_one_clear_error(tmp_path):
     assert "untied" in result.output and "Traceback" not in result.output
 
 
-def test_a_name_weight_that_is_not_positive_is_one_clear_error(tmp_path):
+@pytest.mark.parametrize("option", ["--name-weight", "--number-weight"])
+def test_a_loss_weight_that_is_not_positive_is_one_clear_error(tmp_path, option):
     from typer.testing import CliRunner
 
     from ossgate.nano.cli import app
 
-    result = CliRunner().invoke(app, ["train", "--name-weight", "0", "--steps", "1", "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(app, ["train", option, "0", "--steps", "1", "--out", str(tmp_path / "run")])
     assert result.exit_code != 0
-    assert "--name-weight" in result.output and "Traceback" not in result.output
+    assert option in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
 
 

@@ -48,6 +48,9 @@ def train(
         Path | None, typer.Option(help="Start from this shipped gpt-oss-nano directory instead of random weights.")
     ] = None,
     name_weight: Annotated[float, typer.Option(help="Loss weight of the tool name a call's analysis copies.")] = 1.0,
+    number_weight: Annotated[
+        float, typer.Option(help="Loss weight of the numbers an answer copies from the conversation.")
+    ] = 1.0,
 ) -> None:
     """Train gpt-oss-nano from scratch (resumes from the run directory's checkpoint if there is one)."""
 
@@ -63,6 +66,8 @@ def train(
             raise InvalidRequest("--kv-heads must divide --heads", param="kv_heads")
         if not name_weight > 0:
             raise InvalidRequest("--name-weight must be above 0", param="name_weight")
+        if not number_weight > 0:
+            raise InvalidRequest("--number-weight must be above 0", param="number_weight")
         run = RunConfig(
             seed=seed,
             tie_embeddings=tie_embeddings,
@@ -70,6 +75,7 @@ def train(
             kv_heads=kv_heads,
             factored_numbers=factored_numbers,
             name_weight=name_weight,
+            number_weight=number_weight,
         )
         if steps is not None:
             if steps < 1:

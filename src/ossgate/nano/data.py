@@ -727,13 +727,29 @@ def _weigh_name(weights: list[float], completion: list[int], s: Sample, name: st
     weights[end - n : end] = [weight] * n
 
 
-def encode(s: Sample, name_weight: float = 1.0) -> tuple[list[int], list[float]]:
+def _weigh_copies(weights: list[float], completion: list[int], keep: frozenset[str], weight: float) -> None:
+    """Give every number of `completion` that `digitize` kept whole (a copy from the context) the weight `weight`."""
+    numbers = _number_tokens()
+    i = 0
+    while i < len(completion):
+        j = i
+        while j < len(completion) and completion[j] in numbers:
+            j += 1
+        # runs are maximal in the digitized ids as in the original ones, so a run's text says if it was kept
+        if j > i and b"".join(numbers[t] for t in completion[i:j]).decode() in keep:
+            weights[i:j] = [weight] * (j - i)
+        i = max(j, i + 1)
+
+
+def encode(s: Sample, name_weight: float = 1.0, number_weight: float = 1.0) -> tuple[list[int], list[float]]:
     """Training tokens and their loss weights: 0 on the prompt, 1 on every assistant turn.
 
     The prompt of each assistant turn is `render_prompt` of the conversation so far, so the model trains
     on exactly what serving sends; a tool call's turn continues, after the tool's output, with the answer.
     `name_weight` is the weight of the tool name a call's analysis copies from its declaration: it is a
     few tokens of a long conversation, and the one choice that the nano models get wrong most often.
+    `number_weight` is the weight of the numbers a turn copies from the conversation (a price, a phone
+    number, an order id): v0.16's wrong grounded answers cited the right passage and miscopied its number.
     """
     tokens: list[int] = []
     mask: list[float] = []
@@ -746,8 +762,11 @@ def encode(s: Sample, name_weight: float = 1.0) -> tuple[list[int], list[float]]
         completion = completion_tokens(m)
         tokens += new_prompt
         mask += [0.0] * len(new_prompt)
-        digits = digitize(completion, keep=numbers_in(prompt))
+        keep = numbers_in(prompt)
+        digits = digitize(completion, keep=keep)
         weights = [1.0] * len(digits)
+        if number_weight != 1.0:
+            _weigh_copies(weights, digits, keep, number_weight)
         if m.tool_calls and name_weight != 1.0:
             _weigh_name(weights, digits, s, m.tool_calls[0].name, name_weight)
         tokens += digits
